@@ -1,0 +1,66 @@
+# waitress-rs developer interface. `make help` lists the targets.
+# `make test` is what CI runs (.ci/run calls exactly it) on a fresh machine that has only the
+# stock Rust toolchain and Python 3.11: it creates .venv and installs what it needs itself.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.deps ## create .venv with the pinned tools
+
+.PHONY: build
+build: venv ## build the extension (debug) into .venv
+	maturin develop --quiet --skip-install 2>/dev/null || maturin develop --quiet
+
+.PHONY: fmt
+fmt: venv ## format Rust and Python
+	$(CARGO) fmt --all
+	ruff format python tests
+	ruff check --fix python tests
+
+.PHONY: lint-rust
+lint-rust: ## rustfmt check and clippy (warnings are errors)
+	$(CARGO) --version
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: test-rust
+test-rust: ## cargo test (http + server crates, fuzz regressions replayed)
+	$(CARGO) test --workspace --locked
+
+.PHONY: lint-python
+lint-python: venv ## ruff and mypy (strict) on the package
+	ruff --version
+	ruff check python tests
+	ruff format --check python tests
+	mypy --version
+	mypy
+
+.PHONY: test-python
+test-python: build ## pytest over real sockets
+	pytest --version
+	pytest -q -p no:cacheprovider
+
+.PHONY: test
+test: lint-rust test-rust build lint-python test-python ## everything CI runs
+
+.PHONY: ci
+ci: test

@@ -1,0 +1,1 @@
+"""waitress-rs: the waitress WSGI server on a Rust core."""
