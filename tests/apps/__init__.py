@@ -1,0 +1,1 @@
+"""Importable application modules for the CLI tests (``waitress-serve MODULE:OBJECT``)."""

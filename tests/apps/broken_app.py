@@ -1,0 +1,3 @@
+"""A module whose import fails with an error the CLI does not handle (it propagates)."""
+
+raise RuntimeError("this module refuses to be imported")
