@@ -29,6 +29,10 @@ pub enum ProtoError {
     /// Whitespace other than at most one empty CRLF line before the request line (RFC 9112 §2.2).
     LeadingWhitespace,
 
+    /// The peer closed the connection in the middle of a request (RFC 9112 §8). No response
+    /// can usefully reach it; the server closes without one.
+    IncompleteMessage,
+
     // ---- header section (RFC 9112 §5, RFC 9110 §5) ----
     /// A CR not followed by LF, or an LF not preceded by CR, in a header line (CVE-2019-16785).
     BareCrOrLfInHeader,
@@ -56,7 +60,8 @@ pub enum ProtoError {
     // ---- body framing (RFC 9112 §6) ----
     /// A Content-Length that is not `1*DIGIT`, or that overflows (CVE-2022-24761, CVE-2021-32715).
     InvalidContentLength,
-    /// A second `Content-Length` field line, or a list value (CVE-2019-16792).
+    /// A second `Content-Length` field line (CVE-2019-16792); a list value is
+    /// [`ProtoError::InvalidContentLength`].
     DuplicateContentLength,
     /// A transfer coding other than `chunked` (CVE-2019-16786). 501.
     TransferEncodingNotImplemented,
@@ -111,6 +116,7 @@ impl ProtoError {
             Self::BadUri => "Bad URI",
             Self::RequestLineTooLong => "exceeds max_request_line",
             Self::LeadingWhitespace => "Whitespace before the request line",
+            Self::IncompleteMessage => "The connection closed before the request was complete",
             Self::BareCrOrLfInHeader => "Bare CR or LF found in header line",
             Self::BareCrOrLf => "Bare CR or LF found in HTTP message",
             Self::InvalidHeader => "Invalid header",
@@ -144,7 +150,10 @@ impl ProtoError {
     pub const fn has_limit_detail(self) -> bool {
         matches!(
             self,
-            Self::HeadTooLarge | Self::BodyTooLarge | Self::RequestLineTooLong | Self::TooManyHeaders
+            Self::HeadTooLarge
+                | Self::BodyTooLarge
+                | Self::RequestLineTooLong
+                | Self::TooManyHeaders
         )
     }
 }
