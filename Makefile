@@ -64,3 +64,17 @@ test: lint-rust test-rust build lint-python test-python ## everything CI runs
 
 .PHONY: ci
 ci: test
+
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz-smoke
+fuzz-smoke: ## run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain, no sanitizer)
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in request_head chunked_decode conn_stream; do \
+		mkdir -p corpus/$$t; \
+		$(CARGO) fuzz run -s none $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+			|| { echo "fuzz target $$t failed: minimise the crash into fuzz/regressions/$$t/"; exit 1; }; \
+	done
+
+.PHONY: bench-parse
+bench-parse: ## criterion: our head parse and chunked decode against bare httparse
+	$(CARGO) bench -p waitress-http --bench parse

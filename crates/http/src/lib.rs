@@ -9,7 +9,9 @@
 //! - [`request`] (parser): strict request-head parsing on httparse, and body framing.
 //! - [`decode`] (receiver): the Content-Length and chunked body decoders.
 //! - [`encode`] (task): response head and body framing, the cached Date header.
+//! - [`conn`] (channel): the connection state machine that ties them together.
 
+pub mod conn;
 pub mod decode;
 pub mod encode;
 pub mod error;

@@ -1,0 +1,113 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "benchmark harness, not a request path"
+)]
+
+//! Head parsing and chunked decoding against bare httparse on the same input (issue 2:
+//! our strict parse should cost at most 1.3x bare httparse). Run with `make bench-parse`;
+//! docs/benchmarks.md records the ratio.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use waitress_http::decode::ChunkedDecoder;
+use waitress_http::request::HeadParser;
+use waitress_http::Limits;
+
+const BROWSER_HEAD: &[u8] = b"GET /static/app/main.css?v=1234 HTTP/1.1\r\n\
+Host: www.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\
+Accept: text/css,*/*;q=0.1\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Referer: https://www.example.com/\r\n\
+Cookie: session=0123456789abcdef0123456789abcdef; theme=dark\r\n\
+Connection: keep-alive\r\n\
+Cache-Control: max-age=0\r\n\r\n";
+
+const HELLO_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n";
+
+fn heads(c: &mut Criterion) {
+    for (name, input) in [("hello", HELLO_HEAD), ("browser", BROWSER_HEAD)] {
+        let mut group = c.benchmark_group(format!("head/{name}"));
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_function("waitress_http", |b| {
+            let mut parser = HeadParser::new(Limits::default());
+            b.iter(|| {
+                let head = parser.parse(black_box(input)).unwrap().unwrap();
+                black_box(head.head_len())
+            });
+        });
+        group.bench_function("httparse", |b| {
+            b.iter(|| {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut req = httparse::Request::new(&mut headers);
+                let status = req.parse(black_box(input)).unwrap();
+                black_box(status.unwrap())
+            });
+        });
+        group.finish();
+    }
+}
+
+fn chunked_body() -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..64 {
+        let data = vec![b'x'; 1024 + i];
+        body.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+        body.extend_from_slice(&data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+fn chunked(c: &mut Criterion) {
+    let body = chunked_body();
+    let mut group = c.benchmark_group("chunked/64x1KiB");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("waitress_http", |b| {
+        b.iter(|| {
+            let mut dec = ChunkedDecoder::new(&Limits::default());
+            let mut input = black_box(&body[..]);
+            let mut total = 0;
+            loop {
+                let step = dec.decode(input).unwrap();
+                total += step.data.len();
+                input = &input[step.consumed..];
+                if step.done {
+                    break;
+                }
+            }
+            black_box(total)
+        });
+    });
+    group.bench_function("httparse", |b| {
+        b.iter(|| {
+            let mut input = black_box(&body[..]);
+            let mut total = 0;
+            loop {
+                let httparse::Status::Complete((at, size)) =
+                    httparse::parse_chunk_size(input).unwrap()
+                else {
+                    unreachable!()
+                };
+                let size = size as usize;
+                if size == 0 {
+                    break;
+                }
+                total += input[at..at + size].len();
+                input = &input[at + size + 2..];
+            }
+            black_box(total)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, heads, chunked);
+criterion_main!(benches);
