@@ -28,7 +28,7 @@ venv: $(VENV)/.deps ## create .venv with the pinned tools
 
 .PHONY: build
 build: venv ## build the extension (debug) into .venv
-	maturin develop --quiet --skip-install 2>/dev/null || maturin develop --quiet
+	maturin develop --quiet
 
 .PHONY: fmt
 fmt: venv ## format Rust and Python
@@ -47,12 +47,13 @@ test-rust: ## cargo test (http + server crates, fuzz regressions replayed)
 	$(CARGO) test --workspace --locked
 
 .PHONY: lint-python
-lint-python: venv ## ruff and mypy (strict) on the package
+lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extension
 	ruff --version
 	ruff check python tests
 	ruff format --check python tests
 	mypy --version
 	mypy
+	python -m mypy.stubtest waitress._core --allowlist .mypy-stubtest-allowlist
 
 .PHONY: test-python
 test-python: build ## pytest over real sockets

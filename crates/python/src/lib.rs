@@ -1,10 +1,15 @@
-//! waitress._core: the pyo3 extension module (the only Python-aware crate).
+//! waitress._core: the pyo3 extension module, the only Python-aware crate.
+//!
+//! One export list, here. Errors become Python exceptions once, at this boundary.
 
 use pyo3::prelude::*;
 
-/// The extension module. One export list, here.
+mod parser;
+
+/// The extension module.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<parser::RequestParser>()?;
     Ok(())
 }
