@@ -37,13 +37,13 @@ fmt: venv ## format Rust and Python
 	ruff check --fix python tests
 
 .PHONY: lint-rust
-lint-rust: ## rustfmt check and clippy (warnings are errors)
+lint-rust: venv ## rustfmt check and clippy (warnings are errors); pyo3 needs the venv python
 	$(CARGO) --version
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test-rust
-test-rust: ## cargo test (http + server crates, fuzz regressions replayed)
+test-rust: venv ## cargo test (http + server crates, fuzz regressions replayed)
 	$(CARGO) test --workspace --locked
 
 .PHONY: lint-python
