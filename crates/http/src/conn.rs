@@ -581,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_sticky_and_nothing_after_them_is_parsed() {
+    fn row_21_cve_2024_49768_pipe_after_error() {
         // CVE-2024-49768: a bad request followed by a good one: one error, never a request.
         let mut conn = Conn::new(Limits::default());
         conn.receive_data(
@@ -797,6 +797,21 @@ mod tests {
         );
         let (_, end) = respond(&mut conn, &[("Content-Length", "2")], b"ok");
         assert!(!end.keep_alive, "answered (D5 Q12), then closed");
+    }
+
+    #[test]
+    fn pipe_after_close() {
+        // CVE-2024-49768 with `Connection: close`: the second request is never parsed.
+        let mut conn = Conn::new(Limits::default());
+        conn.receive_data(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            drain(&mut conn),
+            [E::Head(b"/a".to_vec()), E::End, E::Paused]
+        );
+        let (_, end) = respond(&mut conn, &[("Content-Length", "2")], b"ok");
+        assert!(!end.keep_alive);
+        assert_eq!(next(&mut conn), E::Closed);
+        assert_eq!(conn.buffered(), 0);
     }
 
     #[test]

@@ -433,6 +433,39 @@ mod tests {
     }
 
     #[test]
+    fn row_5_invalid_chunk_sizes() {
+        for bad in [
+            &b"0x5\r\n"[..],
+            b"+5\r\n",
+            b"-5\r\n",
+            b"0_5\r\n",
+            b" 5\r\n",
+            b"5 \r\n",
+            b"\r\n",
+            b"5g\r\n",
+        ] {
+            assert_eq!(err(bad), ProtoError::InvalidChunkSize, "{bad:?}");
+        }
+        assert_eq!(err(b"12345678901234567\r\n"), ProtoError::InvalidChunkSize);
+    }
+
+    #[test]
+    fn row_6_chunk_extensions() {
+        assert_eq!(ok(b"1;a=b;c=\"d\"\r\nx\r\n0\r\n\r\n"), b"x");
+        for bad in [&b"5;\r\n"[..], b"5;a\nhello", b"5;a\rb\r\n", b"5;a\x00\r\n"] {
+            assert_eq!(err(bad), ProtoError::InvalidChunkExtension, "{bad:?}");
+        }
+        let limits = Limits {
+            max_chunk_extensions: 4,
+            ..Limits::default()
+        };
+        assert_eq!(
+            four_ways(&limits, b"1;abcdef\r\nx\r\n0\r\n\r\n").1,
+            Err(ProtoError::ChunkExtensionsTooLarge)
+        );
+    }
+
+    #[test]
     fn chunk_size_empty() {
         assert_eq!(err(b"\r\nhello\r\n0\r\n\r\n"), ProtoError::InvalidChunkSize);
     }
