@@ -392,6 +392,9 @@ impl Conn {
         } else {
             self.writing = Writing::Closed;
             self.reading = Reading::Closed;
+            // Rule 2: pipelined bytes after a closing response are never parsed.
+            self.buf = Vec::new();
+            self.start = 0;
         }
         ResponseEnd {
             keep_alive,
