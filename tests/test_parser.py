@@ -121,6 +121,7 @@ def test_limits_name_their_values() -> None:
     p = parse(b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", max_request_body_size=1000)
     assert isinstance(p.error, RequestEntityTooLarge)
     assert p.error.body == "exceeds max_body of 1000"
+    assert p.version == "1.1", "413 answers with the request's version (SPEC §3.11)"
     p = parse(b"GET / HTTP/1.1\r\nX: " + b"a" * 200 + b"\r\n\r\n", max_request_header_size=100)
     assert isinstance(p.error, RequestHeaderFieldsTooLarge)
     assert p.error.body == "exceeds max_header of 100"

@@ -189,6 +189,9 @@ class HTTPRequestParser:
         if error is not None:
             status, detail = error
             self.error = _ERROR_CLASSES.get(status, BadRequest)(detail)
+            if not self.headers_finished:
+                # SPEC §3.11: CL/TE/413 errors answer with the request's version.
+                self.version = self._core.error_version
             self.completed = True
         elif self._core.complete:
             self.completed = True

@@ -9,8 +9,15 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use waitress_http::decode::{ChunkedDecoder, LengthDecoder};
-use waitress_http::request::{BodyKind, HeadParser, RequestHead};
+use waitress_http::request::{BodyKind, HeadParser, RequestHead, Version};
 use waitress_http::{Limits, ProtoError};
+
+fn version_text(version: Version) -> &'static str {
+    match version {
+        Version::Http10 => "1.0",
+        Version::Http11 => "1.1",
+    }
+}
 
 #[derive(Debug)]
 enum Body {
@@ -206,6 +213,12 @@ impl RequestParser {
         self.error.clone()
     }
 
+    /// The HTTP version (`"1.0"`/`"1.1"`) the error response carries, as waitress picks it.
+    #[getter]
+    fn error_version(&self) -> &'static str {
+        version_text(self.head_parser.error_version())
+    }
+
     #[getter]
     fn header_bytes_received(&self) -> usize {
         self.head
@@ -251,10 +264,7 @@ impl RequestParser {
     /// `"1.0"` or `"1.1"`.
     #[getter]
     fn version(&self) -> PyResult<&'static str> {
-        Ok(match self.head_ref()?.version() {
-            waitress_http::request::Version::Http10 => "1.0",
-            waitress_http::request::Version::Http11 => "1.1",
-        })
+        Ok(version_text(self.head_ref()?.version()))
     }
 
     /// The kept header fields as `(name, value)` bytes, in arrival order.
