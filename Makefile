@@ -80,3 +80,12 @@ fuzz-smoke: ## run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain, no
 .PHONY: bench-parse
 bench-parse: ## criterion: our head parse and chunked decode against bare httparse
 	$(CARGO) bench -p waitress-http --bench parse
+
+.PHONY: bench-instructions
+bench-instructions: ## callgrind instruction counts per head parse, ours vs bare httparse (stable on a noisy box)
+	$(CARGO) build --release -p waitress-http --example parse_loop
+	for what in ours httparse; do \
+		base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 0 $$what 2>&1 | sed -n 's/.*Collected : //p'); \
+		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 10000 $$what 2>&1 | sed -n 's/.*Collected : //p'); \
+		echo "$$what: $$(( (runs - base) / 10000 )) instructions per browser-head parse"; \
+	done

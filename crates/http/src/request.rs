@@ -402,7 +402,11 @@ impl HeadParser {
     pub fn reset(&mut self) {
         #[cfg(test)]
         let work = self.work;
+        // Keep the field list's allocation for the next request on the connection.
+        let mut fields = mem::take(&mut self.fields);
+        fields.clear();
         *self = Self::new(self.limits);
+        self.fields = fields;
         #[cfg(test)]
         {
             self.work = work;
@@ -427,6 +431,10 @@ impl HeadParser {
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtoError> {
         let mut at = self.scanned;
         while let Some(&byte) = buf.get(at) {
+            if self.phase != Phase::Start && at != self.line_start && byte != CR && byte != LF {
+                at = self.skip_line_bytes(buf, at)?;
+                continue;
+            }
             self.charge(1);
             // Rule 3: the N-th byte of a head is one too many (waitress: `>=`).
             if at + 1 >= self.limits.max_request_header_size {
@@ -467,6 +475,31 @@ impl HeadParser {
         }
         self.scanned = at;
         Ok(None)
+    }
+
+    /// Fast path: from `at`, inside a line and past its first byte, jump to the next CR or LF.
+    /// The bytes jumped over are exactly those the byte loop would pass without a state
+    /// change, so the only checks owed are the two limits, applied to the first byte that
+    /// would trip one (head size first on a tie, as in the loop). Line contents are
+    /// validated once, when the line ends.
+    fn skip_line_bytes(&mut self, buf: &[u8], at: usize) -> Result<usize, ProtoError> {
+        let rest = buf.get(at..).unwrap_or_default();
+        let stop = at + memchr::memchr2(CR, LF, rest).unwrap_or(rest.len());
+        self.charge(stop - at);
+        // Byte `i` trips the head limit when `i + 1 >= max_request_header_size`.
+        let head_trip = self.limits.max_request_header_size.saturating_sub(1);
+        // Byte `i` (not the final LF) trips the line limit when
+        // `i - line_start + 1 >= max_request_line`.
+        let line_trip = (self.phase == Phase::RequestLine)
+            .then(|| self.line_start + self.limits.max_request_line.saturating_sub(1));
+        if head_trip < stop && line_trip.is_none_or(|line| head_trip <= line) {
+            return Err(ProtoError::HeadTooLarge);
+        }
+        if line_trip.is_some_and(|line| line < stop) {
+            return Err(ProtoError::RequestLineTooLong);
+        }
+        self.scanned = stop;
+        Ok(stop)
     }
 
     /// The bare CR/LF error for the current phase (waitress words the two differently).
@@ -591,7 +624,8 @@ impl HeadParser {
             method: line.method,
             target: line.target,
             version: line.version,
-            fields: mem::take(&mut self.fields),
+            // One exact-size allocation; `self.fields` keeps its capacity (see `reset`).
+            fields: self.fields.clone(),
             body,
         };
         self.reset();
@@ -675,33 +709,58 @@ const fn is_field_semantics_error(err: ProtoError) -> bool {
     )
 }
 
+/// RFC 9110 §5.6.2 `tchar`, as a table: one load a byte on the hot path.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "const evaluation: `byte < 256` bounds it"
+        )]
+        let slot = &mut table[byte];
+        *slot = matches!(
+            byte as u8,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+                | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        );
+        byte += 1;
+    }
+    table
+};
+
 /// RFC 9110 §5.6.2 `tchar`.
-const fn is_tchar(byte: u8) -> bool {
-    matches!(
-        byte,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-            | b'0'..=b'9'
-            | b'a'..=b'z'
-            | b'A'..=b'Z'
-    )
+fn is_tchar(byte: u8) -> bool {
+    TCHAR.get(usize::from(byte)).copied().unwrap_or(false)
 }
 
 /// RFC 9110 §5.5: a field value byte (VCHAR, obs-text, SP, HTAB).
 const fn is_field_value_byte(byte: u8) -> bool {
     matches!(byte, b'\t' | b' '..=0x7e | 0x80..=0xff)
+}
+
+/// `bytes` are all field-value bytes. Eight at a time: a word passes when none of its bytes
+/// is below 0x20 or equal to DEL (HTAB, the one control allowed, sends its word to the
+/// byte-wise check). Bytes of 0x80 and above are obs-text and pass (RFC 9110 §5.5).
+fn all_field_value_bytes(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for word in words {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let x = u64::from_ne_bytes(eight);
+        // A byte below 0x20 (Mycroft's has-less-than), or a byte equal to 0x7F (has-zero
+        // of x XOR DEL): either may be a false alarm next to a real one, never a miss.
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let del = x ^ (ONES * 0x7f);
+        let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
+        if (below_space | is_del) != 0 && !word.iter().all(|&byte| is_field_value_byte(byte)) {
+            return false;
+        }
+    }
+    tail.iter().all(|&byte| is_field_value_byte(byte))
 }
 
 /// RFC 9110 §5.6.3: OWS is SP and HTAB, nothing else (waitress CVE-2019-16789).
@@ -817,7 +876,7 @@ fn parse_field_line(line: &[u8]) -> Result<Field, ProtoError> {
     let value_start = name_len + 1;
     let value = line.get(value_start..).unwrap_or_default();
     // RFC 9110 §5.5: CR, LF and NUL MUST be refused; other CTLs and DEL are not field bytes.
-    if !value.iter().all(|&byte| is_field_value_byte(byte)) {
+    if !all_field_value_bytes(value) {
         return Err(ProtoError::InvalidHeader);
     }
     let leading = value.iter().take_while(|&&byte| is_ows(byte)).count();
@@ -1011,7 +1070,10 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BodyKind, HeadParser, ProtoError, RequestHead, Version};
+    use super::{
+        all_field_value_bytes, is_field_value_byte, is_tchar, BodyKind, HeadParser, ProtoError,
+        RequestHead, Version,
+    };
     use crate::limits::Limits;
     use proptest::prelude::*;
 
@@ -2277,7 +2339,24 @@ mod tests {
         .any(|special| name.eq_ignore_ascii_case(special))
     }
 
+    #[test]
+    fn tchar_table_is_the_rfc_9110_set() {
+        let specials = b"!#$%&'*+-.^_`|~";
+        for byte in 0..=255u8 {
+            let expected = byte.is_ascii_alphanumeric() || specials.contains(&byte);
+            assert_eq!(is_tchar(byte), expected, "{byte:#04x}");
+        }
+    }
+
     proptest! {
+        /// The eight-at-a-time value check agrees with the byte-wise rule on any input.
+        #[test]
+        fn field_value_words_agree_with_bytes(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'\t'), Just(0x7f_u8), Just(0x1f_u8), any::<u8>(), 0x20_u8..0x7f], 0..40)
+        ) {
+            prop_assert_eq!(all_field_value_bytes(&bytes), bytes.iter().all(|&b| is_field_value_byte(b)));
+        }
+
         #[test]
         fn never_panics_and_never_overreaches(input in any_input()) {
             if let Ok(Some(head)) = run_whole(limits(), &input) {
