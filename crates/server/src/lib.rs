@@ -1,1 +1,255 @@
-//! waitress-server: the tokio driver of waitress-rs (being written; see issue 3).
+//! waitress-server: the tokio driver of waitress-rs.
+//!
+//! Rules:
+//! 1. Nothing runs at import or construction (SPEC D4): [`serve`] builds a tokio runtime on
+//!    the calling thread for one run, serves until stopped, and tears it down.
+//! 2. The listeners arrive bound and listening (Python binds them, SPEC D3); the server only
+//!    accepts on them.
+//! 3. The application is reached only through [`Handler`]; log records leave only through
+//!    [`LogSink`], which must not block (the Python crate forwards them to a Python thread,
+//!    SPEC D9).
+//! 4. `connection_limit` bounds open connections: accepting pauses at the limit (SPEC D6).
+
+mod connection;
+pub mod handler;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use waitress_http::Limits;
+
+pub use handler::{Handler, Peer, Request, RequestBody, RespondError, Responder};
+
+/// Severity of a log record (the Python `logging` level names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `logging.INFO`.
+    Info,
+    /// `logging.WARNING`.
+    Warning,
+    /// `logging.ERROR`.
+    Error,
+}
+
+/// Where the server's log records go. Must not block.
+pub trait LogSink: Send + Sync + 'static {
+    /// Record one message for the `waitress` logger.
+    fn log(&self, level: Level, message: String);
+}
+
+/// The options the I/O side enforces; names are the `Adjustments` option names.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Head and body limits.
+    pub limits: Limits,
+    /// Time to receive a whole head from its first byte → 408 (SPEC D7).
+    pub header_timeout: Duration,
+    /// Idle time before a connection is closed: between requests, while reading a body,
+    /// while a write is stalled (SPEC D8).
+    pub channel_timeout: Duration,
+    /// Request bodies above this many bytes go to a temp file.
+    pub inbuf_overflow: usize,
+    /// Open connections before accepting pauses (SPEC D6, default 2048).
+    pub connection_limit: usize,
+    /// How long a graceful stop lets in-flight requests finish (SPEC D7).
+    pub shutdown_timeout: Duration,
+    /// `Server` header value; None sends none.
+    pub ident: Option<String>,
+    /// Bytes asked of the socket per read.
+    pub recv_bytes: usize,
+    /// Log socket and accept errors.
+    pub log_socket_errors: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(30),
+            channel_timeout: Duration::from_secs(120),
+            inbuf_overflow: 524_288,
+            connection_limit: 2048,
+            shutdown_timeout: Duration::from_secs(30),
+            ident: Some("waitress".to_owned()),
+            recv_bytes: 8192,
+            log_socket_errors: true,
+        }
+    }
+}
+
+/// A listening socket, bound and listening.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP, IPv4 or IPv6.
+    Tcp(std::net::TcpListener),
+    /// A unix-domain stream socket.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Why serving failed.
+#[derive(Debug)]
+pub struct ServerError {
+    io: io::Error,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server setup failed: {}", self.io)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<io::Error> for ServerError {
+    fn from(io: io::Error) -> Self {
+        Self { io }
+    }
+}
+
+#[derive(Debug, Default)]
+struct StopState {
+    /// 0 running, 1 graceful stop asked, 2 stop now.
+    level: AtomicUsize,
+    notify: Notify,
+}
+
+/// Stops a running [`serve`] from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    state: Arc<StopState>,
+}
+
+impl StopHandle {
+    /// A handle for one run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stop accepting, let in-flight requests finish (with `Connection: close`) for up to
+    /// `shutdown_timeout`, close idle connections, return. A second call stops at once.
+    pub fn stop_graceful(&self) {
+        let before = self.state.level.fetch_max(1, Ordering::AcqRel);
+        if before >= 1 {
+            self.state.level.store(2, Ordering::Release);
+        }
+        self.state.notify.notify_waiters();
+    }
+
+    /// Stop at once: close every connection and return.
+    pub fn stop_now(&self) {
+        self.state.level.store(2, Ordering::Release);
+        self.state.notify.notify_waiters();
+    }
+
+    /// True once any stop was asked.
+    pub fn is_stopping(&self) -> bool {
+        self.state.level.load(Ordering::Acquire) >= 1
+    }
+
+    fn is_stopping_now(&self) -> bool {
+        self.state.level.load(Ordering::Acquire) >= 2
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let notified = self.state.notify.notified();
+            if self.is_stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    async fn stopped_now(&self) {
+        loop {
+            let notified = self.state.notify.notified();
+            if self.is_stopping_now() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    log: Arc<dyn LogSink>,
+    stop: StopHandle,
+    active: AtomicUsize,
+    idle: Notify,
+    limit_logged: AtomicBool,
+}
+
+/// Serve `listeners` until `stop` says so. Blocks the calling thread (rule 1).
+pub fn serve(
+    listeners: Vec<Listener>,
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    log: Arc<dyn LogSink>,
+    stop: StopHandle,
+) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let slots = Arc::new(Semaphore::new(config.connection_limit.max(1)));
+    let shared = Arc::new(Shared {
+        config,
+        handler,
+        log,
+        stop,
+        active: AtomicUsize::new(0),
+        idle: Notify::new(),
+        limit_logged: AtomicBool::new(false),
+    });
+    runtime.block_on(async move {
+        let mut accepting = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let slots = Arc::clone(&slots);
+            match listener {
+                Listener::Tcp(listener) => {
+                    listener.set_nonblocking(true)?;
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    accepting.push(tokio::spawn(connection::accept_tcp(
+                        listener, index, shared, slots,
+                    )));
+                }
+                Listener::Unix(listener) => {
+                    listener.set_nonblocking(true)?;
+                    let listener = tokio::net::UnixListener::from_std(listener)?;
+                    accepting.push(tokio::spawn(connection::accept_unix(
+                        listener, index, shared, slots,
+                    )));
+                }
+            }
+        }
+        shared.stop.stopped().await;
+        for task in &accepting {
+            task.abort();
+        }
+        // Let in-flight requests finish, up to shutdown_timeout (SPEC D7).
+        let drained = async {
+            while shared.active.load(Ordering::Acquire) > 0 {
+                let idle = shared.idle.notified();
+                if shared.active.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        };
+        tokio::select! {
+            () = drained => {}
+            () = shared.stop.stopped_now() => {}
+            () = tokio::time::sleep(shared.config.shutdown_timeout) => {}
+        }
+        Ok::<(), ServerError>(())
+    })?;
+    // Dropping the runtime cancels whatever connection task is left.
+    drop(runtime);
+    Ok(())
+}

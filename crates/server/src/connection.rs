@@ -1,0 +1,444 @@
+//! Accepting and serving connections.
+//!
+//! Threads have jobs (STYLE.md convention 5): this code runs on the tokio I/O thread. It
+//! reads, parses (through `waitress_http::conn::Conn`), spools bodies, enforces timeouts and
+//! writes; it never attaches to the Python interpreter. Applications run on worker threads
+//! behind the `Handler`, which never touch sockets.
+//!
+//! Per connection: one request at a time. The head must arrive within `header_timeout` of
+//! its first byte (408), an idle connection closes after `channel_timeout`, the body is
+//! received completely (memory, then a temp file past `inbuf_overflow`) before the request
+//! is handed over, and the response is written as the worker produces it.
+
+use std::io::{self, Seek, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout_at, Instant};
+use waitress_http::conn::{Conn, Event};
+use waitress_http::encode::DateCache;
+use waitress_http::request::RequestHead;
+use waitress_http::ProtoError;
+
+use crate::handler::{Reply, Request, RequestBody, Responder};
+use crate::{Level, Peer, Shared};
+
+/// Replies a worker may have queued before its `write` blocks (module rule 3 of handler.rs).
+const REPLY_QUEUE: usize = 8;
+
+/// How long accepting pauses after EMFILE/ENFILE (SPEC D6: back off, never spin).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn slot(slots: &Arc<Semaphore>, shared: &Shared) -> Option<OwnedSemaphorePermit> {
+    if slots.available_permits() == 0 && !shared.limit_logged.swap(true, Ordering::AcqRel) {
+        shared.log.log(
+            Level::Warning,
+            "total open connections reached the connection limit, no longer accepting new connections"
+                .to_owned(),
+        );
+    }
+    let permit = Arc::clone(slots).acquire_owned().await.ok()?;
+    if shared.limit_logged.swap(false, Ordering::AcqRel) {
+        shared.log.log(
+            Level::Info,
+            "total open connections dropped below the connection limit, listening again".to_owned(),
+        );
+    }
+    Some(permit)
+}
+
+fn accept_failed(err: &io::Error, shared: &Shared) -> Duration {
+    if shared.config.log_socket_errors {
+        shared.log.log(
+            Level::Warning,
+            format!("server accept() threw an exception: {err}"),
+        );
+    }
+    // EMFILE (24) and ENFILE (23): out of descriptors; wait for some to be released.
+    match err.raw_os_error() {
+        Some(23 | 24) => ACCEPT_BACKOFF,
+        _ => Duration::ZERO,
+    }
+}
+
+pub(crate) async fn accept_tcp(
+    listener: tokio::net::TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let Some(permit) = slot(&slots, &shared).await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(run(
+                    stream,
+                    Peer::Tcp(addr),
+                    index,
+                    Arc::clone(&shared),
+                    permit,
+                ));
+            }
+            Err(err) => tokio::time::sleep(accept_failed(&err, &shared)).await,
+        }
+    }
+}
+
+pub(crate) async fn accept_unix(
+    listener: tokio::net::UnixListener,
+    index: usize,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let Some(permit) = slot(&slots, &shared).await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(run(stream, Peer::Unix, index, Arc::clone(&shared), permit));
+            }
+            Err(err) => tokio::time::sleep(accept_failed(&err, &shared)).await,
+        }
+    }
+}
+
+/// Counts a connection as active while it exists, so a graceful stop can wait for it.
+struct Active<'a>(&'a Shared);
+
+impl<'a> Active<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+async fn run<S>(
+    stream: S,
+    peer: Peer,
+    listener: usize,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _active = Active::new(&shared);
+    let mut session = Session {
+        stream,
+        conn: Conn::new(shared.config.limits),
+        shared: &shared,
+        peer,
+        listener,
+        out: Vec::new(),
+        date: DateCache::new(),
+    };
+    if let Err(err) = session.serve().await {
+        if shared.config.log_socket_errors && !is_disconnect(&err) {
+            shared.log.log(Level::Error, format!("Socket error: {err}"));
+        }
+    }
+    let _ = session.stream.shutdown().await;
+    drop(permit);
+}
+
+fn is_disconnect(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// A request body being received: memory first, then a temp file (SPEC §3.5).
+enum Spool {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl Spool {
+    fn push(&mut self, data: &[u8], overflow: usize) -> io::Result<()> {
+        match self {
+            Self::Memory(bytes) if bytes.len() + data.len() <= overflow => {
+                bytes.extend_from_slice(data);
+            }
+            Self::Memory(bytes) => {
+                let mut file = anonymous_file()?;
+                file.write_all(bytes)?;
+                file.write_all(data)?;
+                *self = Self::File(file);
+            }
+            Self::File(file) => file.write_all(data)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<RequestBody> {
+        Ok(match self {
+            Self::Memory(bytes) => RequestBody::Memory(bytes),
+            Self::File(mut file) => {
+                file.rewind()?;
+                RequestBody::File(file)
+            }
+        })
+    }
+}
+
+/// An unnamed temp file: created with a unique name, then unlinked at once.
+fn anonymous_file() -> io::Result<std::fs::File> {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("waitress-body-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                std::fs::remove_file(&path)?;
+                return Ok(file);
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+struct Session<'a, S> {
+    stream: S,
+    conn: Conn,
+    shared: &'a Shared,
+    peer: Peer,
+    listener: usize,
+    out: Vec<u8>,
+    date: DateCache,
+}
+
+enum Wait {
+    Read(usize),
+    TimedOut,
+    Stopped,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    fn ident(&self) -> Option<&str> {
+        self.shared.config.ident.as_deref()
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn read_until(&mut self, deadline: Instant, watch_stop: bool) -> io::Result<Wait> {
+        let mut buf = vec![0u8; self.shared.config.recv_bytes.clamp(1024, 1 << 20)];
+        let read = async {
+            match timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(result) => result.map(Wait::Read),
+                Err(_) => Ok(Wait::TimedOut),
+            }
+        };
+        let waited = if watch_stop {
+            tokio::select! {
+                result = read => result?,
+                () = self.shared.stop.stopped() => Wait::Stopped,
+            }
+        } else {
+            read.await?
+        };
+        if let Wait::Read(n) = waited {
+            match buf.get(..n) {
+                Some(bytes) if n > 0 => self.conn.receive_data(bytes),
+                _ => self.conn.receive_eof(),
+            }
+        }
+        Ok(waited)
+    }
+
+    async fn serve(&mut self) -> io::Result<()> {
+        loop {
+            let Some((head, body)) = self.read_request().await? else {
+                return Ok(());
+            };
+            let keep_alive = self.respond(head, body).await?;
+            if !keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Read one whole request. None: the connection is done (closed, timed out, refused).
+    async fn read_request(&mut self) -> io::Result<Option<(RequestHead, RequestBody)>> {
+        let config = &self.shared.config;
+        let idle_deadline = Instant::now() + config.channel_timeout;
+        let mut head_deadline: Option<Instant> = None;
+        let mut head: Option<RequestHead> = None;
+        let mut spool = Spool::Memory(Vec::new());
+        loop {
+            match self.conn.next_event() {
+                Ok(Event::RequestHead(parsed)) => {
+                    head = Some(parsed);
+                    if self.conn.wants_continue() {
+                        self.conn.send_continue(&mut self.out);
+                        self.flush().await?;
+                    }
+                }
+                Ok(Event::Data(data)) => spool.push(data, config.inbuf_overflow)?,
+                Ok(Event::EndOfMessage) => {
+                    let Some(head) = head else { return Ok(None) };
+                    return Ok(Some((head, spool.finish()?)));
+                }
+                Ok(Event::Paused | Event::ConnectionClosed)
+                | Err(ProtoError::IncompleteMessage) => {
+                    return Ok(None);
+                }
+                Err(err) => {
+                    let date = self.date.now().to_vec();
+                    let ident = self.shared.config.ident.clone();
+                    self.conn
+                        .send_error(&mut self.out, err, ident.as_deref(), &date);
+                    self.flush().await?;
+                    return Ok(None);
+                }
+                Ok(Event::NeedData) => {
+                    let waiting_for_head = head.is_none();
+                    if waiting_for_head && head_deadline.is_none() && self.conn.buffered() > 0 {
+                        head_deadline = Some(Instant::now() + config.header_timeout);
+                    }
+                    // Idle between requests: channel_timeout, and a stop closes it at once.
+                    // Inside a head: header_timeout from its first byte. In a body:
+                    // channel_timeout of inactivity (SPEC D7, D8).
+                    let (deadline, idle) = match head_deadline {
+                        Some(deadline) if waiting_for_head => (deadline, false),
+                        _ if waiting_for_head => (idle_deadline, true),
+                        _ => (Instant::now() + config.channel_timeout, false),
+                    };
+                    match self.read_until(deadline, idle).await? {
+                        Wait::Read(_) => {}
+                        Wait::TimedOut if head_deadline.is_some() && waiting_for_head => {
+                            let date = self.date.now().to_vec();
+                            let ident = self.shared.config.ident.clone();
+                            self.conn.send_status_error(
+                                &mut self.out,
+                                408,
+                                "Timed out waiting for the request head",
+                                ident.as_deref(),
+                                &date,
+                            );
+                            self.flush().await?;
+                            return Ok(None);
+                        }
+                        Wait::TimedOut | Wait::Stopped => return Ok(None),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hand the request to the application and write its response. Returns keep-alive.
+    async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
+        let (tx, mut rx) = mpsc::channel(REPLY_QUEUE);
+        let disconnected = Arc::new(AtomicBool::new(self.conn.is_peer_closed()));
+        let request = Request {
+            head,
+            body,
+            peer: self.peer.clone(),
+            listener: self.listener,
+            disconnected: Arc::clone(&disconnected),
+        };
+        self.shared
+            .handler
+            .handle(request, Responder::new(tx, Arc::clone(&disconnected)));
+        let mut started = false;
+        loop {
+            let reply = tokio::select! {
+                reply = rx.recv() => reply,
+                () = self.shared.stop.stopped_now() => None,
+            };
+            let today = self.date.now().to_vec();
+            let ident = self.ident().map(str::to_owned);
+            let written = match reply {
+                Some(Reply::Head { status, headers }) => {
+                    let pairs: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    let force_close = self.shared.stop.is_stopping();
+                    let planned = self.conn.start_response(
+                        &mut self.out,
+                        &status,
+                        &pairs,
+                        ident.as_deref(),
+                        &today,
+                        force_close,
+                    );
+                    if planned.is_err() {
+                        self.conn.send_status_error(
+                            &mut self.out,
+                            500,
+                            "The server encountered an unexpected internal server error",
+                            ident.as_deref(),
+                            &today,
+                        );
+                        let result = self.flush().await;
+                        return result.map(|()| false);
+                    }
+                    started = true;
+                    Ok(())
+                }
+                Some(Reply::Data(data)) => {
+                    let _ = self.conn.send_data(&mut self.out, &data);
+                    self.flush().await
+                }
+                Some(Reply::End) => {
+                    let end = self.conn.end_response(&mut self.out);
+                    if end.short_by > 0 {
+                        self.shared.log.log(Level::Warning, format!("application returned too few bytes ({}) for specified Content-Length", end.short_by));
+                    }
+                    self.flush().await?;
+                    return Ok(end.keep_alive);
+                }
+                Some(Reply::Abort(detail)) => {
+                    if !started {
+                        self.conn.send_status_error(
+                            &mut self.out,
+                            500,
+                            &detail,
+                            ident.as_deref(),
+                            &today,
+                        );
+                        self.flush().await?;
+                    }
+                    return Ok(false);
+                }
+                None => return Ok(false),
+            };
+            if let Err(err) = written {
+                disconnected.store(true, Ordering::Release);
+                return Err(err);
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The one boundary between the server and the application (DESIGN.md "Python binds, Rust
+//! serves"): the server hands a complete request to a [`Handler`], which answers through a
+//! [`Responder`] from any thread.
+//!
+//! Rules:
+//! 1. `Handler::handle` is called on an I/O thread and must not block: it queues the request
+//!    for a worker (the Python crate's pool, or a Rust test handler) and returns. Each
+//!    connection has at most one request in the handler at a time, so a queue with room for
+//!    `connection_limit` requests never overflows.
+//! 2. The request is complete when handed over: the whole body has been received, in memory
+//!    up to `inbuf_overflow` bytes, else in an anonymous temp file (SPEC §3.5).
+//! 3. A `Responder` is used from one worker thread: `start`, any number of `write`, then
+//!    `finish` (or `abort`). `write` blocks the calling thread while the connection has a
+//!    bounded number of replies waiting to be written (backpressure); the Python crate calls
+//!    it with the GIL released.
+//! 4. A `Responder` dropped without `finish` aborts the response: if nothing was sent the
+//!    client gets a 500, otherwise the connection is closed (a truncated body is never
+//!    followed by another response).
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use waitress_http::request::RequestHead;
+
+/// Where the request body is.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The whole body, at most `inbuf_overflow` bytes.
+    Memory(Vec<u8>),
+    /// The whole body in an anonymous temp file, positioned at 0.
+    File(File),
+}
+
+/// The peer of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A unix-socket peer (waitress reports it as `("localhost", None)`).
+    Unix,
+}
+
+/// A complete request, handed to the application.
+#[derive(Debug)]
+pub struct Request {
+    /// The validated head.
+    pub head: RequestHead,
+    /// The decoded body.
+    pub body: RequestBody,
+    /// Who sent it.
+    pub peer: Peer,
+    /// Index of the listener it came in on, in the order the server was given them.
+    pub listener: usize,
+    /// True once the server knows the client is gone (`waitress.client_disconnected`).
+    pub disconnected: Arc<AtomicBool>,
+}
+
+/// What a worker sends back to the connection.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Head {
+        status: String,
+        headers: Vec<(String, String)>,
+    },
+    Data(Vec<u8>),
+    End,
+    Abort(String),
+}
+
+/// Why a `Responder` call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespondError {
+    /// The client is gone; nothing more can be sent (waitress `ClientDisconnected`).
+    Disconnected,
+    /// Calls out of order (`write` before `start`, `start` twice).
+    OutOfOrder,
+}
+
+/// Sends one response back to its connection, from a worker thread (module rules 3, 4).
+#[derive(Debug)]
+pub struct Responder {
+    tx: Option<mpsc::Sender<Reply>>,
+    started: bool,
+    disconnected: Arc<AtomicBool>,
+}
+
+impl Responder {
+    pub(crate) fn new(tx: mpsc::Sender<Reply>, disconnected: Arc<AtomicBool>) -> Self {
+        Self {
+            tx: Some(tx),
+            started: false,
+            disconnected,
+        }
+    }
+
+    fn send(&mut self, reply: Reply) -> Result<(), RespondError> {
+        let Some(tx) = &self.tx else {
+            return Err(RespondError::Disconnected);
+        };
+        if tx.blocking_send(reply).is_err() {
+            self.tx = None;
+            self.disconnected.store(true, Ordering::Release);
+            return Err(RespondError::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Send the response head: the application's status and headers, already validated
+    /// (no CR/LF/NUL, no hop-by-hop names).
+    pub fn start(
+        &mut self,
+        status: &str,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), RespondError> {
+        if self.started {
+            return Err(RespondError::OutOfOrder);
+        }
+        self.started = true;
+        self.send(Reply::Head {
+            status: status.to_owned(),
+            headers,
+        })
+    }
+
+    /// Send body bytes; blocks while the connection is behind (rule 3).
+    pub fn write(&mut self, data: Vec<u8>) -> Result<(), RespondError> {
+        if !self.started {
+            return Err(RespondError::OutOfOrder);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.send(Reply::Data(data))
+    }
+
+    /// The response is complete.
+    pub fn finish(mut self) -> Result<(), RespondError> {
+        if !self.started {
+            return Err(RespondError::OutOfOrder);
+        }
+        let result = self.send(Reply::End);
+        self.tx = None;
+        result
+    }
+
+    /// The application failed: a 500 carrying `detail` if nothing was sent, else a close.
+    pub fn abort(mut self, detail: &str) {
+        let _ = self.send(Reply::Abort(detail.to_owned()));
+        self.tx = None;
+    }
+
+    /// True once the head has been handed to the connection.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// True once the server knows the client is gone.
+    pub fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            // Rule 4: never leave the connection waiting for a response that will not come.
+            let _ = tx.try_send(Reply::Abort(
+                "The application did not finish its response".to_owned(),
+            ));
+        }
+    }
+}
+
+/// The application side of the server.
+pub trait Handler: Send + Sync + 'static {
+    /// Queue `request` for a worker; answer through `responder`. Must not block (rule 1).
+    fn handle(&self, request: Request, responder: Responder);
+}

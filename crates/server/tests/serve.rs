@@ -1,0 +1,273 @@
+//! The server over real sockets on 127.0.0.1 with a Rust handler (its own worker threads,
+//! as the Python pool has).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use waitress_server::{
+    serve, Handler, Level, Listener, LogSink, Request, RequestBody, Responder, ServerConfig,
+    StopHandle,
+};
+
+struct Workers {
+    queue: Mutex<mpsc::Sender<(Request, Responder)>>,
+}
+
+fn answer(request: Request, mut responder: Responder) {
+    let target = String::from_utf8_lossy(request.head.target()).into_owned();
+    let body = match request.body {
+        RequestBody::Memory(bytes) => bytes,
+        RequestBody::File(mut file) => {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).unwrap();
+            bytes
+        }
+    };
+    match target.as_str() {
+        "/echo" => {
+            responder
+                .start(
+                    "200 OK",
+                    vec![("Content-Length".into(), body.len().to_string())],
+                )
+                .unwrap();
+            responder.write(body).unwrap();
+            responder.finish().unwrap();
+        }
+        "/sleep" => {
+            thread::sleep(Duration::from_millis(500));
+            responder
+                .start("200 OK", vec![("Content-Length".into(), "5".into())])
+                .unwrap();
+            responder.write(b"slept".to_vec()).unwrap();
+            responder.finish().unwrap();
+        }
+        "/stream" => {
+            responder.start("200 OK", vec![]).unwrap();
+            for _ in 0..3 {
+                responder.write(b"part".to_vec()).unwrap();
+            }
+            responder.finish().unwrap();
+        }
+        "/fail" => responder.abort("boom"),
+        _ => {
+            responder
+                .start(
+                    "200 OK",
+                    vec![("Content-Length".into(), target.len().to_string())],
+                )
+                .unwrap();
+            responder.write(target.into_bytes()).unwrap();
+            responder.finish().unwrap();
+        }
+    }
+}
+
+impl Handler for Workers {
+    fn handle(&self, request: Request, responder: Responder) {
+        self.queue
+            .lock()
+            .unwrap()
+            .send((request, responder))
+            .unwrap();
+    }
+}
+
+struct Quiet;
+impl LogSink for Quiet {
+    fn log(&self, _level: Level, _message: String) {}
+}
+
+struct Running {
+    port: u16,
+    stop: StopHandle,
+    done: mpsc::Receiver<()>,
+}
+
+fn start(config: ServerConfig) -> Running {
+    let (tx, rx) = mpsc::channel::<(Request, Responder)>();
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..4 {
+        let rx = Arc::clone(&rx);
+        thread::spawn(move || loop {
+            let job = rx.lock().unwrap().recv();
+            let Ok((request, responder)) = job else {
+                return;
+            };
+            answer(request, responder);
+        });
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = StopHandle::new();
+    let (done_tx, done) = mpsc::channel();
+    let handle = stop.clone();
+    thread::spawn(move || {
+        let handler = Arc::new(Workers {
+            queue: Mutex::new(tx),
+        });
+        serve(
+            vec![Listener::Tcp(listener)],
+            config,
+            handler,
+            Arc::new(Quiet),
+            handle,
+        )
+        .unwrap();
+        done_tx.send(()).unwrap();
+    });
+    Running { port, stop, done }
+}
+
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn keep_alive_then_close_and_pipelining_in_order() {
+    let server = start(ServerConfig::default());
+    let mut wire = Vec::new();
+    for i in 0..25 {
+        wire.extend_from_slice(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+    }
+    wire.extend_from_slice(b"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let text = exchange(server.port, &wire);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 26);
+    let mut at = 0;
+    for i in 0..25 {
+        let body = format!("\r\n\r\n/{i}");
+        at += text[at..].find(&body).expect("in order");
+    }
+    assert!(text.ends_with("/last"));
+    assert!(text.contains("Connection: close"));
+    server.stop.stop_now();
+}
+
+#[test]
+fn http10_closes_and_body_is_echoed_from_memory_and_temp_file() {
+    let config = ServerConfig {
+        inbuf_overflow: 16,
+        ..ServerConfig::default()
+    };
+    let server = start(config);
+    let text = exchange(
+        server.port,
+        b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(
+        text.starts_with("HTTP/1.0 200 OK\r\n") && text.ends_with("\r\n\r\nhello"),
+        "{text}"
+    );
+    let body = "x".repeat(100_000);
+    let request = format!("POST /echo HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let text = exchange(server.port, request.as_bytes());
+    assert!(text.ends_with(&body), "spilled body arrives intact");
+    server.stop.stop_now();
+}
+
+#[test]
+fn cve_2024_49768_error_then_nothing() {
+    let server = start(ServerConfig::default());
+    let text = exchange(server.port, b"GET /a HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nContent-Length: +1\r\n\r\nxGET /smuggled HTTP/1.1\r\n\r\n");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 1, "{text}");
+    assert!(text.contains("400 Bad Request"));
+    assert!(!text.contains("smuggled"));
+    server.stop.stop_now();
+}
+
+#[test]
+fn expect_continue_is_sent_while_the_body_is_pending() {
+    let server = start(ServerConfig::default());
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"POST /echo HTTP/1.1\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"ok").unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.ends_with("\r\n\r\nok"));
+    server.stop.stop_now();
+}
+
+#[test]
+fn header_timeout_answers_408() {
+    let config = ServerConfig {
+        header_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let server = start(config);
+    let started = Instant::now();
+    let text = exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(
+        text.starts_with("HTTP/1.0 408 Request Timeout\r\n"),
+        "{text}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    server.stop.stop_now();
+}
+
+#[test]
+fn application_failure_is_500_and_streaming_is_chunked() {
+    let server = start(ServerConfig::default());
+    let text = exchange(server.port, b"GET /fail HTTP/1.1\r\n\r\n");
+    assert!(
+        text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    let text = exchange(server.port, b"GET /stream HTTP/1.1\r\n\r\n");
+    assert!(
+        text.contains("Transfer-Encoding: chunked")
+            && text.ends_with("4\r\npart\r\n4\r\npart\r\n4\r\npart\r\n0\r\n\r\n"),
+        "{text}"
+    );
+    server.stop.stop_now();
+}
+
+#[test]
+fn graceful_stop_finishes_in_flight_requests_with_connection_close() {
+    let server = start(ServerConfig::default());
+    let port = server.port;
+    let client = thread::spawn(move || exchange(port, b"GET /sleep HTTP/1.1\r\n\r\n"));
+    thread::sleep(Duration::from_millis(150));
+    server.stop.stop_graceful();
+    let text = client.join().unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n")
+            && text.contains("Connection: close")
+            && text.ends_with("slept"),
+        "{text}"
+    );
+    server
+        .done
+        .recv_timeout(Duration::from_secs(5))
+        .expect("serve returned");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener closed"
+    );
+}
