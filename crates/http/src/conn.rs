@@ -402,6 +402,28 @@ impl Conn {
         }
     }
 
+    /// End a response whose bytes were framed outside this machine (the Python task layer
+    /// frames its own responses today; see docs/design.md). `keep_alive` is that layer's
+    /// decision; it holds only if the whole request was read and the peer is still there.
+    /// Returns whether the connection stays open.
+    pub fn end_raw_response(&mut self, keep_alive: bool) -> bool {
+        let keep_alive = keep_alive
+            && matches!(self.writing, Writing::Idle)
+            && matches!(self.reading, Reading::Done)
+            && !self.peer_closed;
+        if keep_alive {
+            self.reading = Reading::Init;
+            self.head_parser.reset();
+            self.facts = None;
+        } else {
+            self.writing = Writing::Closed;
+            self.reading = Reading::Closed;
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+        keep_alive
+    }
+
     /// Append the error response for `err` (SPEC §3.11) and close the connection. The detail
     /// of 413/414/431 names the configured limit as waitress does.
     pub fn send_error(
@@ -815,6 +837,24 @@ mod tests {
         assert!(!end.keep_alive);
         assert_eq!(next(&mut conn), E::Closed);
         assert_eq!(conn.buffered(), 0);
+    }
+
+    #[test]
+    fn raw_responses_keep_alive_only_when_the_request_was_read() {
+        let mut conn = Conn::new(Limits::default());
+        conn.receive_data(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        drain(&mut conn);
+        assert!(conn.end_raw_response(true));
+        assert_eq!(
+            drain(&mut conn),
+            [E::Head(b"/b".to_vec()), E::End, E::Paused]
+        );
+        assert!(!conn.end_raw_response(false));
+        assert_eq!(next(&mut conn), E::Closed);
+        let mut conn = Conn::new(Limits::default());
+        conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab");
+        drain(&mut conn);
+        assert!(!conn.end_raw_response(true), "body not read: never reuse");
     }
 
     #[test]

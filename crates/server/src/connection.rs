@@ -367,6 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             peer: self.peer.clone(),
             listener: self.listener,
             disconnected: Arc::clone(&disconnected),
+            closing: self.shared.stop.is_stopping(),
         };
         self.shared
             .handler
@@ -411,6 +412,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 Some(Reply::Data(data)) => {
                     let _ = self.conn.send_data(&mut self.out, &data);
                     self.flush().await
+                }
+                Some(Reply::Raw(data)) => {
+                    started = true;
+                    self.out.extend_from_slice(&data);
+                    self.flush().await
+                }
+                Some(Reply::EndRaw { keep_alive }) => {
+                    let keep_alive = keep_alive && !self.shared.stop.is_stopping();
+                    return Ok(self.conn.end_raw_response(keep_alive));
                 }
                 Some(Reply::End) => {
                     let end = self.conn.end_response(&mut self.out);

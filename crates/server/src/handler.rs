@@ -56,6 +56,9 @@ pub struct Request {
     pub listener: usize,
     /// True once the server knows the client is gone (`waitress.client_disconnected`).
     pub disconnected: Arc<AtomicBool>,
+    /// The server was stopping when the request was handed over: its response must close
+    /// the connection (SPEC D7).
+    pub closing: bool,
 }
 
 /// What a worker sends back to the connection.
@@ -67,6 +70,12 @@ pub(crate) enum Reply {
     },
     Data(Vec<u8>),
     End,
+    /// Bytes framed by the caller (head included), written as they are.
+    Raw(Vec<u8>),
+    /// The end of a caller-framed response, with the caller's keep-alive decision.
+    EndRaw {
+        keep_alive: bool,
+    },
     Abort(String),
 }
 
@@ -142,6 +151,25 @@ impl Responder {
             return Err(RespondError::OutOfOrder);
         }
         let result = self.send(Reply::End);
+        self.tx = None;
+        result
+    }
+
+    /// Send bytes the caller framed itself (status line, headers, chunking): the Python task
+    /// layer's responses (docs/design.md). Blocks like `write`.
+    pub fn write_raw(&mut self, data: Vec<u8>) -> Result<(), RespondError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.started = true;
+        self.send(Reply::Raw(data))
+    }
+
+    /// End a caller-framed response; the connection is reused only if `keep_alive` and the
+    /// protocol allows it.
+    pub fn finish_raw(mut self, keep_alive: bool) -> Result<(), RespondError> {
+        self.started = true;
+        let result = self.send(Reply::EndRaw { keep_alive });
         self.tx = None;
         result
     }
