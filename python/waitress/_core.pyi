@@ -1,6 +1,6 @@
 """Type stub for the Rust extension ``waitress._core`` (crates/python), checked by stubtest."""
 
-from typing import final
+from typing import Callable, final
 
 __version__: str
 
@@ -54,3 +54,48 @@ class RequestParser:
     def wants_continue(self) -> bool: ...
     @property
     def wants_close(self) -> bool: ...
+
+@final
+class Responder:
+    """The response side of one request, handed to the server's dispatch callable."""
+
+    def write_raw(self, data: bytes) -> None:
+        """Send framed bytes; raises ``waitress.channel.ClientDisconnected`` when gone."""
+    def finish(self, keep_alive: bool) -> None:
+        """End the response."""
+    def abort(self, detail: str) -> None:
+        """A 500 with ``detail`` if nothing was sent, else close the connection."""
+    def is_disconnected(self) -> bool:
+        """True once the client is known to be gone."""
+
+_Dispatch = Callable[[bytes, bytes | int, tuple[str, int] | None, int, bool, Responder], None]
+
+@final
+class Server:
+    """Serves listening sockets (descriptor, is-unix) with a dispatch callable."""
+
+    def __new__(
+        cls,
+        listeners: list[tuple[int, bool]],
+        dispatch: Callable[
+            [bytes, bytes | int, tuple[str, int] | None, int, bool, Responder], None
+        ],
+        *,
+        threads: int,
+        connection_limit: int,
+        header_timeout: float,
+        channel_timeout: float,
+        inbuf_overflow: int,
+        shutdown_timeout: float,
+        ident: str | None,
+        recv_bytes: int,
+        log_socket_errors: bool,
+        max_request_header_size: int,
+        max_request_body_size: int,
+        max_request_line: int,
+        max_request_headers: int,
+    ) -> Server: ...
+    def run(self) -> None:
+        """Serve until stopped; Ctrl-C raises KeyboardInterrupt after a graceful stop."""
+    def stop(self, graceful: bool = True) -> None:
+        """Stop a running ``run()`` from any thread."""

@@ -5,11 +5,14 @@
 use pyo3::prelude::*;
 
 mod parser;
+mod server;
 
 /// The extension module.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<parser::RequestParser>()?;
+    m.add_class::<server::Server>()?;
+    m.add_class::<server::Responder>()?;
     Ok(())
 }

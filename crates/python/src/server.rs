@@ -1,0 +1,369 @@
+//! `waitress._core.Server`: runs `waitress_server` for the Python server classes, with a pool
+//! of worker threads that call the application.
+//!
+//! Threads have jobs (STYLE.md convention 5):
+//! - the caller's thread runs `run()`: it starts the I/O thread and the workers, then waits
+//!   with the GIL released, waking every 100 ms to emit queued log records and to let Python
+//!   handle signals (Ctrl-C raises `KeyboardInterrupt` there, which stops the server);
+//! - one I/O thread runs the tokio runtime (`waitress_server::serve`) and never attaches to
+//!   the interpreter;
+//! - `threads` worker threads take complete requests from a bounded queue, attach to the
+//!   interpreter for the request, and call the Python `dispatch` callable. They never touch
+//!   sockets.
+//!
+//! Nothing is started before `run()` (SPEC D4): a `Server` built before `os.fork()` runs
+//! in the child.
+
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use waitress_http::Limits;
+use waitress_server::{
+    Handler, Level, Listener, LogSink, Peer, Request, RequestBody, ServerConfig, StopHandle,
+};
+
+/// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
+#[derive(Debug, Default)]
+struct LogQueue {
+    records: Mutex<Vec<(Level, String)>>,
+}
+
+impl LogSink for LogQueue {
+    fn log(&self, level: Level, message: String) {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((level, message));
+    }
+}
+
+impl LogQueue {
+    fn emit(&self, py: Python<'_>) -> PyResult<()> {
+        let records =
+            std::mem::take(&mut *self.records.lock().unwrap_or_else(PoisonError::into_inner));
+        if records.is_empty() {
+            return Ok(());
+        }
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("waitress",))?;
+        for (level, message) in records {
+            let level = match level {
+                Level::Info => 20,
+                Level::Warning => 30,
+                Level::Error => 40,
+            };
+            logger.call_method1("log", (level, message))?;
+        }
+        Ok(())
+    }
+}
+
+type Job = (Request, waitress_server::Responder);
+
+/// Hands requests to the worker threads through a bounded queue (capacity
+/// `connection_limit`: one request per connection at most, so it never fills).
+struct Pool {
+    jobs: Mutex<SyncSender<Job>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pool")
+    }
+}
+
+impl Handler for Pool {
+    fn handle(&self, request: Request, responder: waitress_server::Responder) {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(
+            mpsc::TrySendError::Full((_, responder))
+            | mpsc::TrySendError::Disconnected((_, responder)),
+        ) = jobs.try_send((request, responder))
+        {
+            responder.abort("The server is not accepting requests");
+        }
+    }
+}
+
+/// The response side given to Python's `dispatch` for one request.
+#[pyclass(module = "waitress._core")]
+#[derive(Debug)]
+pub struct Responder {
+    inner: Mutex<Option<waitress_server::Responder>>,
+}
+
+impl Responder {
+    fn take(&self) -> Option<waitress_server::Responder> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+fn client_disconnected(py: Python<'_>) -> PyErr {
+    let class = py
+        .import("waitress.channel")
+        .and_then(|module| module.getattr("ClientDisconnected"));
+    match class.and_then(|class| class.call1(("Client disconnected",))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+#[pymethods]
+impl Responder {
+    /// Send bytes the caller framed (head included). Blocks, with the GIL released, while the
+    /// connection is behind. Raises `waitress.channel.ClientDisconnected` once the client
+    /// is gone.
+    fn write_raw(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(responder) = guard.as_mut() else {
+            return Err(client_disconnected(py));
+        };
+        let sent = py.detach(|| responder.write_raw(data));
+        sent.map_err(|_| client_disconnected(py))
+    }
+
+    /// End the response; the connection is kept only if `keep_alive` and HTTP allows it.
+    fn finish(&self, keep_alive: bool) {
+        if let Some(responder) = self.take() {
+            let _ = responder.finish_raw(keep_alive);
+        }
+    }
+
+    /// The application failed: a 500 with `detail` if nothing was sent, else a close.
+    fn abort(&self, detail: &str) {
+        if let Some(responder) = self.take() {
+            responder.abort(detail);
+        }
+    }
+
+    /// True once the server knows the client is gone.
+    fn is_disconnected(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(waitress_server::Responder::is_disconnected)
+    }
+}
+
+/// Serves listening sockets with a Python `dispatch(head, body, peer, listener, closing,
+/// responder)` callable run on worker threads.
+#[pyclass(module = "waitress._core")]
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<(RawFd, bool)>,
+    config: ServerConfig,
+    threads: usize,
+    dispatch: Py<PyAny>,
+    stop: Mutex<StopHandle>,
+}
+
+fn worker(py_dispatch: &Py<PyAny>, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok((request, responder)) = job else {
+            return;
+        };
+        Python::attach(|py| {
+            if let Err(err) = call_dispatch(py, py_dispatch, request, responder) {
+                err.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+fn call_dispatch(
+    py: Python<'_>,
+    dispatch: &Py<PyAny>,
+    request: Request,
+    responder: waitress_server::Responder,
+) -> PyResult<()> {
+    let head = PyBytes::new(py, request.head.as_bytes());
+    let body: Py<PyAny> = match request.body {
+        RequestBody::Memory(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+        RequestBody::File(file) => file.into_raw_fd().into_pyobject(py)?.into_any().unbind(),
+    };
+    let peer: Py<PyAny> = match request.peer {
+        Peer::Tcp(addr) => (addr.ip().to_string(), addr.port())
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        Peer::Unix => py.None(),
+    };
+    let responder = Py::new(
+        py,
+        Responder {
+            inner: Mutex::new(Some(responder)),
+        },
+    )?;
+    dispatch.call1(
+        py,
+        (
+            head,
+            body,
+            peer,
+            request.listener,
+            request.closing,
+            responder,
+        ),
+    )?;
+    Ok(())
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (listeners, dispatch, *, threads, connection_limit, header_timeout, channel_timeout,
+        inbuf_overflow, shutdown_timeout, ident, recv_bytes, log_socket_errors,
+        max_request_header_size, max_request_body_size, max_request_line, max_request_headers))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one keyword argument per Adjustments option"
+    )]
+    fn new(
+        listeners: Vec<(RawFd, bool)>,
+        dispatch: Py<PyAny>,
+        threads: usize,
+        connection_limit: usize,
+        header_timeout: f64,
+        channel_timeout: f64,
+        inbuf_overflow: usize,
+        shutdown_timeout: f64,
+        ident: Option<String>,
+        recv_bytes: usize,
+        log_socket_errors: bool,
+        max_request_header_size: usize,
+        max_request_body_size: u64,
+        max_request_line: usize,
+        max_request_headers: usize,
+    ) -> Self {
+        let config = ServerConfig {
+            limits: Limits {
+                max_request_header_size,
+                max_request_body_size,
+                max_request_line,
+                max_request_headers,
+                ..Limits::default()
+            },
+            header_timeout: seconds(header_timeout),
+            channel_timeout: seconds(channel_timeout),
+            inbuf_overflow,
+            connection_limit: connection_limit.max(1),
+            shutdown_timeout: seconds(shutdown_timeout),
+            ident,
+            recv_bytes,
+            log_socket_errors,
+        };
+        Self {
+            listeners,
+            config,
+            threads,
+            dispatch,
+            stop: Mutex::new(StopHandle::new()),
+        }
+    }
+
+    /// Serve until `stop()` or a signal; see the module header.
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let mut listeners = Vec::with_capacity(self.listeners.len());
+        for &(fd, is_unix) in &self.listeners {
+            // SAFETY: `fd` is the descriptor of a listening socket that the calling Python
+            // server object owns and keeps open for the whole of `run()`; it is only
+            // borrowed here to duplicate it, and the duplicate is what the server owns.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            let owned = borrowed.try_clone_to_owned()?;
+            listeners.push(if is_unix {
+                Listener::Unix(std::os::unix::net::UnixListener::from(owned))
+            } else {
+                Listener::Tcp(std::net::TcpListener::from(owned))
+            });
+        }
+        let stop = StopHandle::new();
+        *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = stop.clone();
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(self.config.connection_limit);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let mut workers = Vec::with_capacity(self.threads);
+        for n in 0..self.threads {
+            let jobs = Arc::clone(&jobs_rx);
+            let dispatch = self.dispatch.clone_ref(py);
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("waitress-{n}"))
+                    .spawn(move || worker(&dispatch, &jobs))?,
+            );
+        }
+        let log = Arc::new(LogQueue::default());
+        let handler = Arc::new(Pool {
+            jobs: Mutex::new(jobs_tx),
+        });
+        let (done_tx, done_rx) = mpsc::channel();
+        let done_rx = Mutex::new(done_rx);
+        let config = self.config.clone();
+        let io_stop = stop.clone();
+        let io_log: Arc<dyn LogSink> = Arc::clone(&log) as Arc<dyn LogSink>;
+        let io = thread::Builder::new()
+            .name("waitress-io".to_owned())
+            .spawn(move || {
+                let result = waitress_server::serve(listeners, config, handler, io_log, io_stop);
+                let _ = done_tx.send(result.map_err(|err| err.to_string()));
+            })?;
+        let mut outcome: PyResult<()> = Ok(());
+        let served = loop {
+            let waited = py.detach(|| {
+                done_rx
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .recv_timeout(Duration::from_millis(100))
+            });
+            log.emit(py)?;
+            match waited {
+                Ok(result) => break result,
+                Err(RecvTimeoutError::Disconnected) => break Err("the I/O thread ended".to_owned()),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Err(err) = py.check_signals() {
+                // Ctrl-C (or an exception raised by a signal handler): stop gracefully, keep
+                // waiting, and re-raise once the server is down. A second signal stops at once.
+                stop.stop_graceful();
+                if outcome.is_err() {
+                    stop.stop_now();
+                }
+                outcome = Err(err);
+            }
+        };
+        py.detach(|| {
+            let _ = io.join();
+            for handle in workers {
+                let _ = handle.join();
+            }
+        });
+        log.emit(py)?;
+        served.map_err(PyRuntimeError::new_err)?;
+        outcome
+    }
+
+    /// Stop a running `run()` from any thread: gracefully (SPEC D7) or at once.
+    #[pyo3(signature = (graceful = true))]
+    fn stop(&self, graceful: bool) {
+        let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        if graceful {
+            stop.stop_graceful();
+        } else {
+            stop.stop_now();
+        }
+    }
+}
