@@ -65,6 +65,8 @@ class Responder:
         """End the response."""
     def abort(self, detail: str) -> None:
         """A 500 with ``detail`` if nothing was sent, else close the connection."""
+    def is_stopping(self) -> bool:
+        """True once the server is stopping (the response should close)."""
     def is_disconnected(self) -> bool:
         """True once the client is known to be gone."""
 

@@ -70,29 +70,61 @@ class _ServedRequest(HTTPRequestParser):
 
 
 class _Channel:
-    """What a ``WSGITask`` needs of its channel, over one Rust response."""
+    """What a ``WSGITask`` needs of its channel, over one Rust response.
+
+    The first write (the head) is held back and goes out with the next write or at the end,
+    so a head and a small body leave in one packet (DESIGN.md data path).
+    """
 
     def __init__(self, server: BaseWSGIServer, addr: Any, responder: _core.Responder) -> None:
         self.server = server
         self.adj = server.adj
         self.addr = addr
         self.responder = responder
+        self._held = b""
+        self._wrote = False
+
+    def _send(self, data: bytes) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        self.responder.write_raw(data)
 
     def write_soon(self, data: Union[bytes, ReadOnlyFileBasedBuffer]) -> int:
         if isinstance(data, ReadOnlyFileBasedBuffer):
             sent = 0
             try:
                 for block in data:
-                    self.responder.write_raw(block)
+                    self._send(block)
                     sent += len(block)
             finally:
                 data.close()
             return sent
-        self.responder.write_raw(data)
+        if not self._wrote:
+            self._wrote = True
+            self._held = data
+        else:
+            self._send(data)
         return len(data)
+
+    def flush(self) -> None:
+        """Send whatever is held back."""
+        if self._held:
+            self._send(b"")
 
     def check_client_disconnected(self) -> bool:
         return self.responder.is_disconnected()
+
+
+class _ServedTask(WSGITask):
+    """A ``WSGITask`` whose response closes the connection once the server is stopping
+    (SPEC D7: in-flight requests finish with ``Connection: close``)."""
+
+    channel: _Channel
+
+    def build_response_header(self) -> bytes:
+        if self.channel.responder.is_stopping():
+            self.close_on_finish = True
+        return super().build_response_header()
 
 
 def _dispatch_for(servers: list[BaseWSGIServer]) -> Callable[..., None]:
@@ -111,10 +143,12 @@ def _dispatch_for(servers: list[BaseWSGIServer]) -> Callable[..., None]:
             request = _ServedRequest(server.adj, head, stream)
             path = request.path
             addr = peer if peer is not None else ("localhost", None)
-            task = WSGITask(_Channel(server, addr, responder), request)
+            channel = _Channel(server, addr, responder)
+            task = _ServedTask(channel, request)
             if closing:
                 task.set_close_on_finish()
             task.service()
+            channel.flush()
         except ClientDisconnected:
             logger.info("Client disconnected while serving %s", path)
             responder.finish(False)

@@ -146,6 +146,15 @@ impl Responder {
         }
     }
 
+    /// True once the server is stopping: the response should close the connection.
+    fn is_stopping(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(waitress_server::Responder::is_stopping)
+    }
+
     /// True once the server knows the client is gone.
     fn is_disconnected(&self) -> bool {
         self.inner

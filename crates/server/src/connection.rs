@@ -369,9 +369,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             disconnected: Arc::clone(&disconnected),
             closing: self.shared.stop.is_stopping(),
         };
-        self.shared
-            .handler
-            .handle(request, Responder::new(tx, Arc::clone(&disconnected)));
+        self.shared.handler.handle(
+            request,
+            Responder::new(tx, Arc::clone(&disconnected), self.shared.stop.clone()),
+        );
         let mut started = false;
         loop {
             let reply = tokio::select! {

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use waitress_http::request::RequestHead;
 
+use crate::StopHandle;
+
 /// Where the request body is.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -94,15 +96,27 @@ pub struct Responder {
     tx: Option<mpsc::Sender<Reply>>,
     started: bool,
     disconnected: Arc<AtomicBool>,
+    stop: StopHandle,
 }
 
 impl Responder {
-    pub(crate) fn new(tx: mpsc::Sender<Reply>, disconnected: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Reply>,
+        disconnected: Arc<AtomicBool>,
+        stop: StopHandle,
+    ) -> Self {
         Self {
             tx: Some(tx),
             started: false,
             disconnected,
+            stop,
         }
+    }
+
+    /// True once the server is stopping: a response not yet started should close the
+    /// connection (SPEC D7).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_stopping()
     }
 
     fn send(&mut self, reply: Reply) -> Result<(), RespondError> {

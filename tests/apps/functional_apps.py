@@ -1,0 +1,43 @@
+"""WSGI apps for the functional tests (served over real sockets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Iterable
+
+StartResponse = Callable[..., Any]
+
+
+def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Routes on PATH_INFO: /env (environ as JSON), /echo (body back), /sleep, /raise,
+    /write (write() callable), /file (wsgi.file_wrapper over this module's file)."""
+    path = environ["PATH_INFO"]
+    if path == "/env":
+        shown = {k: v for k, v in environ.items() if isinstance(v, (str, tuple, bool))}
+        shown["wsgi.input.read"] = environ["wsgi.input"].read().decode("latin-1")
+        body = json.dumps(shown).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or "1"))
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"slept"]
+    if path == "/raise":
+        raise RuntimeError("boom from the app")
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Length", "10")])
+        write(b"hello")
+        return [b"world"]
+    if path == "/file":
+        handle = open(os.path.abspath(__file__), "rb")
+        start_response("200 OK", [("Content-Type", "text/x-python")])
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](handle)
+        return wrapper
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []

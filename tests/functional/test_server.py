@@ -1,0 +1,276 @@
+"""serve()/create_server() end to end over real sockets (SPEC §1.3, §3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.apps.functional_apps import echo
+from tests.security.vectors import OK, VECTORS
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Running:
+    def __init__(self, **kw: Any) -> None:
+        if "unix_socket" not in kw:
+            kw.setdefault("listen", "127.0.0.1:0")
+        server = create_server(echo, **kw)
+        assert isinstance(server, BaseWSGIServer)
+        self.server = server
+        self.thread = threading.Thread(target=server.run, daemon=True)
+        self.thread.start()
+
+    def connect(self) -> socket.socket:
+        if self.server.family == socket.AF_UNIX:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.server.adj.unix_socket)
+        else:
+            sock = socket.create_connection(("127.0.0.1", int(self.server.effective_port)))
+        sock.settimeout(10)
+        return sock
+
+    def exchange(self, raw: bytes) -> bytes:
+        with self.connect() as sock:
+            sock.sendall(raw)
+            return read_all(sock)
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "close() from another thread ends run()"
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    server = Running()
+    yield server
+    server.stop()
+
+
+def body_of(response: bytes) -> bytes:
+    return response.split(b"\r\n\r\n", 1)[1]
+
+
+def test_environ_keys_and_values(running: Running) -> None:
+    raw = (
+        b"POST /env?x=%20 HTTP/1.1\r\nHost: example.com:81\r\nX-Foo: a\r\nX-Foo: b\r\n"
+        b"Content-Type: text/x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    )
+    env = json.loads(body_of(running.exchange(raw)))
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["PATH_INFO"] == "/env"
+    assert env["QUERY_STRING"] == "x=%20"
+    assert env["REQUEST_URI"] == "/env?x=%20"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["SERVER_NAME"] == "waitress.invalid"
+    assert env["SERVER_PORT"] == str(running.server.effective_port)
+    assert env["SERVER_SOFTWARE"] == "waitress"
+    assert env["REMOTE_ADDR"] == env["REMOTE_HOST"] == "127.0.0.1"
+    assert env["REMOTE_PORT"].isdigit()
+    assert env["HTTP_HOST"] == "example.com:81"
+    assert env["HTTP_X_FOO"] == "a, b"
+    assert env["CONTENT_TYPE"] == "text/x"
+    assert env["CONTENT_LENGTH"] == "3"
+    assert env["wsgi.input.read"] == "abc"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.multithread"] is True and env["wsgi.input_terminated"] is True
+
+
+def test_keep_alive_http11_and_close_http10(running: Running) -> None:
+    with running.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"hi")
+        sock.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+        rest = read_all(sock)
+    assert rest.startswith(b"HTTP/1.0 200 OK") and b"Connection: close" in rest
+
+
+def test_chunked_upload_spilled_to_a_temp_file() -> None:
+    server = Running(inbuf_overflow=1000)
+    try:
+        payload = os.urandom(300_000)
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(payload[i : i + 7000]), payload[i : i + 7000])
+            for i in range(0, len(payload), 7000)
+        )
+        raw = (
+            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + chunks
+            + b"0\r\n\r\n"
+        )
+        response = server.exchange(raw)
+        assert body_of(response) == payload
+    finally:
+        server.stop()
+
+
+def test_app_exception_is_500_and_logged(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = running.exchange(b"GET /raise HTTP/1.1\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"The server encountered an unexpected internal server error" in response
+    assert b"boom" not in response
+    assert any("Exception while serving /raise" in r.getMessage() for r in caplog.records)
+
+
+def test_expose_tracebacks() -> None:
+    server = Running(expose_tracebacks=True)
+    try:
+        response = server.exchange(b"GET /raise HTTP/1.1\r\n\r\n")
+        assert b"RuntimeError: boom from the app" in response
+    finally:
+        server.stop()
+
+
+def test_write_callable_and_file_wrapper(running: Running) -> None:
+    response = running.exchange(b"GET /write HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert body_of(response) == b"helloworld"
+    response = running.exchange(b"GET /file HTTP/1.1\r\nConnection: close\r\n\r\n")
+    source = (ROOT / "tests" / "apps" / "functional_apps.py").read_bytes()
+    assert body_of(response) == source
+    assert b"Content-Length: %d" % len(source) in response
+
+
+def test_a_sleeping_request_does_not_block_another(running: Running) -> None:
+    slow = threading.Thread(target=running.exchange, args=(b"GET /sleep?1.5 HTTP/1.0\r\n\r\n",))
+    slow.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert running.exchange(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 OK")
+    assert time.monotonic() - started < 1.0
+    slow.join()
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    server = Running(unix_socket=path, unix_socket_perms="660")
+    try:
+        assert oct(os.stat(path).st_mode & 0o777) == "0o660"
+        env = json.loads(body_of(server.exchange(b"GET /env HTTP/1.0\r\n\r\n")))
+        assert env["REMOTE_ADDR"] == "localhost" and env["REMOTE_PORT"] == "None"
+        assert env["SERVER_PORT"] == path
+    finally:
+        server.stop()
+
+
+def test_two_listeners_one_server() -> None:
+    server = create_server(echo, listen="127.0.0.1:0 127.0.0.1:0")
+    assert isinstance(server, MultiSocketServer)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for host, port in server.effective_listen:
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(b"GET /env HTTP/1.0\r\n\r\n")
+                env = json.loads(body_of(read_all(sock)))
+                assert env["SERVER_PORT"] == str(port)
+    finally:
+        server.close()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+HOSTILE = [v for v in VECTORS if v[2] != OK and len(v[1]) < 2000]
+
+
+@pytest.mark.parametrize(("vector_id", "raw", "expected"), HOSTILE, ids=[v[0] for v in HOSTILE])
+def test_hostile_vector_over_a_socket(
+    running: Running, vector_id: str, raw: bytes, expected: int
+) -> None:
+    response = running.exchange(raw + b"GET /smuggled HTTP/1.1\r\n\r\n")
+    assert response.startswith(b"HTTP/1.") and response[9:12] == str(expected).encode()
+    statuses = re.findall(rb"HTTP/1\.[01] \d{3} ", response)
+    assert len(statuses) == 1, "one response, then the connection closed"
+
+
+def test_sigterm_lets_in_flight_requests_finish() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "waitress",
+            "--listen=127.0.0.1:0",
+            "tests.apps.functional_apps:echo",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "Serving on http://127.0.0.1:" in line, line
+        port = int(line.rsplit(":", 1)[1])
+        result: list[bytes] = []
+
+        def client() -> None:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET /sleep?1 HTTP/1.1\r\n\r\n")
+                result.append(read_all(sock))
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        thread.join(10)
+        assert proc.wait(10) == 0
+        assert result and result[0].startswith(b"HTTP/1.1 200 OK") and result[0].endswith(b"slept")
+        assert b"Connection: close" in result[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_server_created_before_fork_serves_in_the_child() -> None:
+    server = create_server(echo, listen="127.0.0.1:0")
+    assert isinstance(server, BaseWSGIServer)
+    port = int(server.effective_port)
+    pid = os.fork()
+    if pid == 0:  # the child serves until SIGTERM
+        try:
+            server.run()
+        finally:
+            os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+                    assert read_all(sock).startswith(b"HTTP/1.0 200 OK")
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        server.socket.close()
+    assert os.WIFEXITED(status)
