@@ -31,6 +31,10 @@ venv: $(VENV)/.deps ## create .venv with the pinned tools
 build: venv ## build the extension (debug) into .venv
 	maturin develop --quiet
 
+.PHONY: serve
+serve: build ## serve the demo app (examples/demo_app.py) on http://127.0.0.1:8080 until Ctrl-C
+	cd examples && waitress-serve --listen=127.0.0.1:8080 demo_app:app
+
 .PHONY: fmt
 fmt: venv ## format Rust and Python
 	$(CARGO) fmt --all
@@ -50,8 +54,8 @@ test-rust: venv ## cargo test (http + server crates, fuzz regressions replayed)
 .PHONY: lint-python
 lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extension
 	ruff --version
-	ruff check python tests
-	ruff format --check python tests
+	ruff check python tests examples
+	ruff format --check python tests examples
 	mypy --version
 	mypy
 	python -m mypy.stubtest waitress._core --allowlist .mypy-stubtest-allowlist
