@@ -18,3 +18,8 @@ def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         ],
     )
     return [BODY]
+
+
+def make_app(global_conf: Dict[str, Any], **settings: Any) -> Callable[..., Any]:
+    """A PasteDeploy app factory (``use = call:tests.apps.hello_app:make_app``)."""
+    return app
