@@ -274,3 +274,97 @@ def test_server_created_before_fork_serves_in_the_child() -> None:
         _, status = os.waitpid(pid, 0)
         server.socket.close()
     assert os.WIFEXITED(status)
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = create_server(echo, listen="[::1]:0")
+    assert isinstance(server, BaseWSGIServer)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("::1", int(server.effective_port))) as sock:
+            sock.sendall(b"GET /env HTTP/1.0\r\n\r\n")
+            env = json.loads(body_of(read_all(sock)))
+        assert env["REMOTE_ADDR"] == "::1"
+        assert server.effective_host == "::1"
+    finally:
+        server.close()
+        thread.join(10)
+
+
+def test_fifty_concurrent_clients(running: Running) -> None:
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        body = b"client-%d" % n
+        raw = b"POST /echo HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        response = running.exchange(raw)
+        with lock:
+            results.append(body_of(response))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == sorted(b"client-%d" % n for n in range(50))
+
+
+CLOSE = b"Connection: close\r\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "limit", "make", "status"),
+    [
+        (
+            "max_request_body_size",
+            100,
+            lambda n: (
+                b"POST /echo HTTP/1.1\r\n" + CLOSE + b"Content-Length: %d\r\n\r\n" % n + b"x" * n
+            ),
+            b"413",
+        ),
+        (
+            "max_request_line",
+            100,
+            lambda n: b"GET /" + b"a" * (n - 16) + b" HTTP/1.1\r\n" + CLOSE + b"\r\n",
+            b"414",
+        ),
+        (
+            "max_request_header_size",
+            200,
+            # 16 (request line) + 19 (Connection) + 3 + k + 4 (CRLF, CRLF) = n bytes.
+            lambda n: b"GET / HTTP/1.1\r\n" + CLOSE + b"X: " + b"a" * (n - 42) + b"\r\n\r\n",
+            b"431",
+        ),
+    ],
+    ids=["body", "request-line", "head"],
+)
+def test_limits_over_a_socket_at_n_minus_1_n_n_plus_1(
+    option: str, limit: int, make: Any, status: bytes
+) -> None:
+    server = Running(**{option: limit})
+    try:
+        answers = {}
+        for size in (limit - 1, limit, limit + 1):
+            answers[size] = server.exchange(make(size))[9:12]
+        # Body: a length of N-1 passes, N and N+1 do not (waitress's >=). Request line: N
+        # bytes with its CRLF pass, N+1 do not. Head: N-1 bytes pass, N do not.
+        passes = {
+            "max_request_body_size": {limit - 1},
+            "max_request_line": {limit - 1, limit},
+            "max_request_header_size": {limit - 1},
+        }[option]
+        for size, answer in answers.items():
+            # The fixture app answers 404 outside its routes: what matters is that it ran.
+            expected = (
+                (b"200" if option == "max_request_body_size" else b"404")
+                if size in passes
+                else status
+            )
+            assert answer == expected, (size, answer)
+    finally:
+        server.stop()
