@@ -368,3 +368,23 @@ def test_limits_over_a_socket_at_n_minus_1_n_n_plus_1(
             assert answer == expected, (size, answer)
     finally:
         server.stop()
+
+
+def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="waitress.queue")
+    server = Running(threads=1)
+    try:
+        clients = [
+            threading.Thread(target=server.exchange, args=(b"GET /sleep?0.4 HTTP/1.0\r\n\r\n",))
+            for _ in range(3)
+        ]
+        for client in clients:
+            client.start()
+            time.sleep(0.05)
+        for client in clients:
+            client.join(10)
+        time.sleep(0.3)  # records are emitted by the serving thread every 100 ms
+    finally:
+        server.stop()
+    depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
+    assert depths == ["Task queue depth is 1", "Task queue depth is 2"]

@@ -15,6 +15,7 @@
 //! in the child.
 
 use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -31,29 +32,32 @@ use waitress_server::{
 /// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
 #[derive(Debug, Default)]
 struct LogQueue {
-    records: Mutex<Vec<(Level, String)>>,
+    records: Mutex<Vec<(&'static str, Level, String)>>,
 }
 
 impl LogSink for LogQueue {
     fn log(&self, level: Level, message: String) {
-        self.records
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((level, message));
+        self.push("waitress", level, message);
     }
 }
 
 impl LogQueue {
+    fn push(&self, logger: &'static str, level: Level, message: String) {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((logger, level, message));
+    }
+
     fn emit(&self, py: Python<'_>) -> PyResult<()> {
         let records =
             std::mem::take(&mut *self.records.lock().unwrap_or_else(PoisonError::into_inner));
         if records.is_empty() {
             return Ok(());
         }
-        let logger = py
-            .import("logging")?
-            .call_method1("getLogger", ("waitress",))?;
-        for (level, message) in records {
+        let logging = py.import("logging")?;
+        for (name, level, message) in records {
+            let logger = logging.call_method1("getLogger", (name,))?;
             let level = match level {
                 Level::Info => 20,
                 Level::Warning => 30,
@@ -71,6 +75,12 @@ type Job = (Request, waitress_server::Responder);
 /// `connection_limit`: one request per connection at most, so it never fills).
 struct Pool {
     jobs: Mutex<SyncSender<Job>>,
+    threads: usize,
+    /// Requests handed over and not yet taken by a worker.
+    queued: Arc<AtomicUsize>,
+    /// Workers running a request.
+    busy: Arc<AtomicUsize>,
+    log: Arc<LogQueue>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -81,6 +91,18 @@ impl std::fmt::Debug for Pool {
 
 impl Handler for Pool {
     fn handle(&self, request: Request, responder: waitress_server::Responder) {
+        // SPEC §3.15: warn when a request has to wait for a worker.
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        let idle = self
+            .threads
+            .saturating_sub(self.busy.load(Ordering::Acquire));
+        if queued > idle {
+            self.log.push(
+                "waitress.queue",
+                Level::Warning,
+                format!("Task queue depth is {}", queued - idle),
+            );
+        }
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(
             mpsc::TrySendError::Full((_, responder))
@@ -177,17 +199,26 @@ pub struct Server {
     stop: Mutex<StopHandle>,
 }
 
-fn worker(py_dispatch: &Py<PyAny>, jobs: &Mutex<Receiver<Job>>) {
+/// The pool's view of its own load, for the queue-depth warning.
+struct Counters {
+    queued: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
+}
+
+fn worker(py_dispatch: &Py<PyAny>, jobs: &Mutex<Receiver<Job>>, counters: &Counters) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok((request, responder)) = job else {
             return;
         };
+        counters.busy.fetch_add(1, Ordering::AcqRel);
+        counters.queued.fetch_sub(1, Ordering::AcqRel);
         Python::attach(|py| {
             if let Err(err) = call_dispatch(py, py_dispatch, request, responder) {
                 err.write_unraisable(py, None);
             }
         });
+        counters.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -305,19 +336,29 @@ impl Server {
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = stop.clone();
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(self.config.connection_limit);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::with_capacity(self.threads);
         for n in 0..self.threads {
             let jobs = Arc::clone(&jobs_rx);
             let dispatch = self.dispatch.clone_ref(py);
+            let counters = Counters {
+                queued: Arc::clone(&queued),
+                busy: Arc::clone(&busy),
+            };
             workers.push(
                 thread::Builder::new()
                     .name(format!("waitress-{n}"))
-                    .spawn(move || worker(&dispatch, &jobs))?,
+                    .spawn(move || worker(&dispatch, &jobs, &counters))?,
             );
         }
         let log = Arc::new(LogQueue::default());
         let handler = Arc::new(Pool {
             jobs: Mutex::new(jobs_tx),
+            threads: self.threads,
+            queued,
+            busy,
+            log: Arc::clone(&log),
         });
         let (done_tx, done_rx) = mpsc::channel();
         let done_rx = Mutex::new(done_rx);
