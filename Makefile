@@ -24,6 +24,14 @@ $(VENV)/.deps: requirements-dev.txt requirements-nodeps.txt
 	$(VPY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
+# waitress 3.0.2 itself, for tests/compat only: its own venv, never the project's (same
+# import name).
+COMPAT_VENV := .venv-waitress
+$(COMPAT_VENV)/.deps:
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --disable-pip-version-check waitress==3.0.2
+	touch $@
+
 .PHONY: venv
 venv: $(VENV)/.deps ## create .venv with the pinned tools
 
@@ -61,7 +69,7 @@ lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extens
 	python -m mypy.stubtest waitress._core --allowlist .mypy-stubtest-allowlist
 
 .PHONY: test-python
-test-python: build ## pytest over real sockets
+test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest --version
 	pytest -q -p no:cacheprovider
 
