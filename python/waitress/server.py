@@ -165,8 +165,25 @@ def _dispatch_for(servers: list[BaseWSGIServer]) -> Callable[..., None]:
     return dispatch
 
 
+def _raise_open_file_limit() -> None:
+    """SPEC D6: raise the soft RLIMIT_NOFILE to the hard limit, so ``connection_limit``
+    (2048 by default) is not cut short by a distribution's default of 1024."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            logger.debug("could not raise RLIMIT_NOFILE from %s to %s", soft, target)
+
+
 def _run_servers(servers: list[BaseWSGIServer], dispatcher: ThreadedTaskDispatcher) -> None:
     """Serve ``servers`` on one Rust core until closed, Ctrl-C or SIGTERM."""
+    _raise_open_file_limit()
     adj = servers[0].adj
     threads = len(dispatcher.threads) or adj.threads
     core = _core.Server(

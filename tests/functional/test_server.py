@@ -388,3 +388,26 @@ def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
         server.stop()
     depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
     assert depths == ["Task queue depth is 1", "Task queue depth is 2"]
+
+
+def test_channel_timeout_closes_an_idle_connection() -> None:
+    server = Running(channel_timeout=1)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
+            first = sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 OK")
+            started = time.monotonic()
+            assert sock.recv(65536) == b"", "closed without a response"
+            waited = time.monotonic() - started
+        assert 0.5 < waited < 3.0, waited
+    finally:
+        server.stop()
+
+
+def test_soft_open_file_limit_is_raised_to_the_hard_limit(running: Running) -> None:
+    import resource
+
+    assert running.exchange(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY
