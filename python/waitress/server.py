@@ -267,7 +267,7 @@ class BaseWSGIServer:
         if map is None:
             map = {}
         if sockinfo is None:
-            sockinfo = adj.listen[0]
+            sockinfo = self.default_sockinfo(adj)
         self.application = application
         self.adj = adj
         self._map = map
@@ -295,6 +295,10 @@ class BaseWSGIServer:
         self._map[self.socket.fileno()] = self
         if _start:
             self.accept_connections()
+
+    def default_sockinfo(self, adj: Adjustments) -> tuple[Any, ...]:
+        """The ``(family, type, proto, address)`` to listen on when none is given."""
+        return tuple(adj.listen[0])
 
     def bind_server_socket(self) -> None:
         """Bind the listening socket to its address."""
@@ -383,29 +387,8 @@ WSGIServer = TcpWSGIServer
 class UnixWSGIServer(BaseWSGIServer):
     """A unix-domain listener; a stale socket file at the path is removed first."""
 
-    def __init__(
-        self,
-        application: WSGIApp,
-        map: Optional[SocketMap] = None,
-        _start: bool = True,
-        _sock: Optional[socket.socket] = None,
-        dispatcher: Optional[ThreadedTaskDispatcher] = None,
-        adj: Optional[Adjustments] = None,
-        sockinfo: Optional[tuple[Any, ...]] = None,
-        **kw: Any,
-    ) -> None:
-        if sockinfo is None:
-            sockinfo = (socket.AF_UNIX, socket.SOCK_STREAM, None, None)
-        super().__init__(
-            application,
-            map,
-            _start,
-            _sock,
-            dispatcher=dispatcher,
-            adj=adj,
-            sockinfo=sockinfo,
-            **kw,
-        )
+    def default_sockinfo(self, adj: Adjustments) -> tuple[Any, ...]:
+        return (socket.AF_UNIX, socket.SOCK_STREAM, None, None)
 
     def bind_server_socket(self) -> None:
         path = self.adj.unix_socket
