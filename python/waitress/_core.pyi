@@ -85,6 +85,7 @@ class Server:
         *,
         threads: int,
         connection_limit: int,
+        channel_request_lookahead: int,
         header_timeout: float,
         channel_timeout: float,
         inbuf_overflow: int,

@@ -191,6 +191,7 @@ def _run_servers(servers: list[BaseWSGIServer], dispatcher: ThreadedTaskDispatch
         _dispatch_for(servers),
         threads=threads,
         connection_limit=adj.connection_limit,
+        channel_request_lookahead=adj.channel_request_lookahead,
         header_timeout=float(adj.header_timeout),
         channel_timeout=float(adj.channel_timeout),
         inbuf_overflow=adj.inbuf_overflow,

@@ -9,6 +9,9 @@ from typing import Any, Callable, Iterable
 
 StartResponse = Callable[..., Any]
 
+#: What `/watch` saw: whether `waitress.client_disconnected()` became true within 3 s.
+WATCHED: list[bool] = []
+
 
 def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Routes on PATH_INFO: /env (environ as JSON), /echo (body back), /sleep, /raise,
@@ -28,6 +31,13 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         time.sleep(float(environ.get("QUERY_STRING") or "1"))
         start_response("200 OK", [("Content-Length", "5")])
         return [b"slept"]
+    if path == "/watch":
+        deadline = time.monotonic() + 3
+        while not environ["waitress.client_disconnected"]() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        WATCHED.append(environ["waitress.client_disconnected"]())
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
     if path == "/raise":
         raise RuntimeError("boom from the app")
     if path == "/write":

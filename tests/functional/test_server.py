@@ -411,3 +411,23 @@ def test_soft_open_file_limit_is_raised_to_the_hard_limit(running: Running) -> N
     assert running.exchange(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == hard or hard == resource.RLIM_INFINITY
+
+
+@pytest.mark.parametrize("lookahead", [0, 5])
+def test_client_disconnected_is_seen_only_with_lookahead(lookahead: int) -> None:
+    from tests.apps import functional_apps
+
+    functional_apps.WATCHED.clear()
+    server = Running(channel_request_lookahead=lookahead)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /watch HTTP/1.1\r\n\r\n")
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while not functional_apps.WATCHED and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    # SPEC §3.13: EOF is only observed while the connection is reading, i.e. during a
+    # request only when channel_request_lookahead > 0.
+    assert functional_apps.WATCHED == [lookahead > 0]

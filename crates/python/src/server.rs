@@ -267,7 +267,7 @@ fn seconds(value: f64) -> Duration {
 #[pymethods]
 impl Server {
     #[new]
-    #[pyo3(signature = (listeners, dispatch, *, threads, connection_limit, header_timeout, channel_timeout,
+    #[pyo3(signature = (listeners, dispatch, *, threads, connection_limit, channel_request_lookahead, header_timeout, channel_timeout,
         inbuf_overflow, shutdown_timeout, ident, recv_bytes, log_socket_errors,
         max_request_header_size, max_request_body_size, max_request_line, max_request_headers))]
     #[allow(
@@ -279,6 +279,7 @@ impl Server {
         dispatch: Py<PyAny>,
         threads: usize,
         connection_limit: usize,
+        channel_request_lookahead: usize,
         header_timeout: f64,
         channel_timeout: f64,
         inbuf_overflow: usize,
@@ -303,6 +304,7 @@ impl Server {
             channel_timeout: seconds(channel_timeout),
             inbuf_overflow,
             connection_limit: connection_limit.max(1),
+            channel_request_lookahead,
             shutdown_timeout: seconds(shutdown_timeout),
             ident,
             recv_bytes,

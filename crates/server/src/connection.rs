@@ -357,6 +357,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
+    /// The next reply from the worker (`Some(None)`: none will come). `None` when the wait
+    /// ended on socket input instead: with `channel_request_lookahead` > 0 the connection
+    /// keeps reading while the application runs (SPEC §3.7, §3.13); those bytes are only
+    /// buffered, never parsed before the response ends, and an EOF marks the client gone.
+    async fn wait_reply(
+        &mut self,
+        rx: &mut mpsc::Receiver<Reply>,
+        disconnected: &AtomicBool,
+        scratch: &mut [u8],
+    ) -> Option<Option<Reply>> {
+        let config = &self.shared.config;
+        let watch = config.channel_request_lookahead > 0
+            && !self.conn.is_peer_closed()
+            && self.conn.buffered() < config.limits.max_request_header_size;
+        tokio::select! {
+            reply = rx.recv() => Some(reply),
+            () = self.shared.stop.stopped_now() => Some(None),
+            read = self.stream.read(scratch), if watch => {
+                match read {
+                    Ok(n) if n > 0 => self.conn.receive_data(scratch.get(..n).unwrap_or_default()),
+                    _ => {
+                        self.conn.receive_eof();
+                        disconnected.store(true, Ordering::Release);
+                    }
+                }
+                None
+            }
+        }
+    }
+
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
         let (tx, mut rx) = mpsc::channel(REPLY_QUEUE);
@@ -374,10 +404,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Responder::new(tx, Arc::clone(&disconnected), self.shared.stop.clone()),
         );
         let mut started = false;
+        let mut scratch = vec![0u8; 16 * 1024];
         loop {
-            let reply = tokio::select! {
-                reply = rx.recv() => reply,
-                () = self.shared.stop.stopped_now() => None,
+            let Some(reply) = self.wait_reply(&mut rx, &disconnected, &mut scratch).await else {
+                continue;
             };
             let today = self.date.now().to_vec();
             let ident = self.ident().map(str::to_owned);

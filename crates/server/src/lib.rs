@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub inbuf_overflow: usize,
     /// Open connections before accepting pauses (SPEC D6, default 2048).
     pub connection_limit: usize,
+    /// Above 0, a connection keeps reading while its request runs, so a client that goes
+    /// away is seen (`waitress.client_disconnected`, SPEC §3.13).
+    pub channel_request_lookahead: usize,
     /// How long a graceful stop lets in-flight requests finish (SPEC D7).
     pub shutdown_timeout: Duration,
     /// `Server` header value; None sends none.
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             channel_timeout: Duration::from_secs(120),
             inbuf_overflow: 524_288,
             connection_limit: 2048,
+            channel_request_lookahead: 0,
             shutdown_timeout: Duration::from_secs(30),
             ident: Some("waitress".to_owned()),
             recv_bytes: 8192,
