@@ -431,3 +431,29 @@ def test_client_disconnected_is_seen_only_with_lookahead(lookahead: int) -> None
     # SPEC §3.13: EOF is only observed while the connection is reading, i.e. during a
     # request only when channel_request_lookahead > 0.
     assert functional_apps.WATCHED == [lookahead > 0]
+
+
+def test_connection_limit_pauses_accepting(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="waitress")
+    server = Running(connection_limit=2)
+    try:
+        first, second = server.connect(), server.connect()
+        for sock in (first, second):  # both accepted and served
+            sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        third = server.connect()  # completes in the kernel backlog, not accepted
+        third.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+        third.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            third.recv(65536)
+        first.close()  # a slot frees: the third is accepted and answered
+        third.settimeout(5)
+        assert read_all(third).startswith(b"HTTP/1.0 200 OK")
+        second.close()
+        third.close()
+        time.sleep(0.3)  # records are emitted by the serving thread every 100 ms
+    finally:
+        server.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "waitress"]
+    assert any("reached the connection limit" in m for m in messages)
+    assert any("dropped below the connection limit" in m for m in messages)
