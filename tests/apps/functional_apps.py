@@ -9,6 +9,9 @@ from typing import Any, Callable, Iterable
 
 StartResponse = Callable[..., Any]
 
+#: Bytes `/flood` has handed to the server so far.
+FLOODED: list[int] = [0]
+
 #: What `/watch` saw: whether `waitress.client_disconnected()` became true within 3 s.
 WATCHED: list[bool] = []
 
@@ -31,6 +34,16 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         time.sleep(float(environ.get("QUERY_STRING") or "1"))
         start_response("200 OK", [("Content-Length", "5")])
         return [b"slept"]
+    if path == "/flood":
+        chunk = b"f" * 65536
+
+        def flood() -> Iterable[bytes]:
+            for _ in range(800):  # 50 MiB
+                FLOODED[0] += len(chunk)
+                yield chunk
+
+        start_response("200 OK", [("Content-Length", str(800 * 65536))])
+        return flood()
     if path == "/watch":
         deadline = time.monotonic() + 3
         while not environ["waitress.client_disconnected"]() and time.monotonic() < deadline:

@@ -457,3 +457,23 @@ def test_connection_limit_pauses_accepting(caplog: pytest.LogCaptureFixture) -> 
     messages = [r.getMessage() for r in caplog.records if r.name == "waitress"]
     assert any("reached the connection limit" in m for m in messages)
     assert any("dropped below the connection limit" in m for m in messages)
+
+
+def test_output_to_a_client_that_does_not_read_is_bounded() -> None:
+    from tests.apps import functional_apps
+
+    functional_apps.FLOODED[0] = 0
+    server = Running()
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /flood HTTP/1.0\r\n\r\n")
+            time.sleep(1.0)
+            stalled_at = functional_apps.FLOODED[0]
+            # The worker is parked: at most the socket buffers plus the reply queue (8
+            # replies of 64 KiB here) are in flight, far below the 50 MiB the app offers.
+            assert stalled_at < 16 * 1024 * 1024, stalled_at
+            received = len(read_all(sock))
+        assert received > 50 * 1024 * 1024
+        assert functional_apps.FLOODED[0] == 800 * 65536
+    finally:
+        server.stop()
