@@ -56,7 +56,9 @@ class Running:
 def read_all(sock: socket.socket) -> bytes:
     data = b""
     while True:
-        chunk = sock.recv(65536)
+        # Large reads: after a zero window, small reads reopen it slowly (TCP silly-window
+        # avoidance), which would make the test, not the server, slow.
+        chunk = sock.recv(1 << 20)
         if not chunk:
             return data
         data += chunk
