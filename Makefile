@@ -74,7 +74,7 @@ test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest -q -p no:cacheprovider
 
 .PHONY: test
-test: lint-rust test-rust build lint-python test-python ## everything CI runs
+test: sysdeps lint-rust test-rust build lint-python test-python ## everything CI runs
 
 .PHONY: ci
 ci: test
@@ -101,3 +101,9 @@ bench-instructions: ## callgrind instruction counts per head parse, ours vs bare
 		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 10000 $$what 2>&1 | sed -n 's/.*Collected : //p'); \
 		echo "$$what: $$(( (runs - base) / 10000 )) instructions per browser-head parse"; \
 	done
+
+# Debian packages the tests and benchmarks need, installed only when missing (root on CI).
+SYSDEPS_TEST := nginx haproxy slowhttptest wrk
+.PHONY: sysdeps
+sysdeps: ## install the Debian packages the tests need (only those missing)
+	tools/apt-ensure $(SYSDEPS_TEST)
