@@ -103,7 +103,7 @@ bench-instructions: ## callgrind instruction counts per head parse, ours vs bare
 	done
 
 # Debian packages the tests and benchmarks need, installed only when missing (root on CI).
-SYSDEPS_TEST := nginx haproxy slowhttptest wrk
+SYSDEPS_TEST := nginx haproxy slowhttptest wrk strace
 .PHONY: sysdeps
 sysdeps: ## install the Debian packages the tests need (only those missing)
 	tools/apt-ensure $(SYSDEPS_TEST)

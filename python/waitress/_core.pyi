@@ -61,6 +61,8 @@ class Responder:
 
     def write_raw(self, data: bytes) -> None:
         """Send framed bytes; raises ``waitress.channel.ClientDisconnected`` when gone."""
+    def send_file(self, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of the regular file on ``fd`` from ``offset`` (sendfile)."""
     def finish(self, keep_alive: bool) -> None:
         """End the response."""
     def abort(self, detail: str) -> None:
@@ -93,6 +95,8 @@ class Server:
         ident: str | None,
         recv_bytes: int,
         log_socket_errors: bool,
+        outbuf_overflow: int,
+        outbuf_high_watermark: int,
         max_request_header_size: int,
         max_request_body_size: int,
         max_request_line: int,

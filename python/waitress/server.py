@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import socket
+import stat
 import threading
 import traceback
 from types import FrameType
@@ -69,6 +70,15 @@ class _ServedRequest(HTTPRequestParser):
         return self._body
 
 
+def _regular_file_descriptor(file: Any) -> Optional[int]:
+    """The descriptor of ``file`` when it is a regular file on disk, else None."""
+    try:
+        fd = file.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class _Channel:
     """What a ``WSGITask`` needs of its channel, over one Rust response.
 
@@ -91,20 +101,34 @@ class _Channel:
 
     def write_soon(self, data: Union[bytes, ReadOnlyFileBasedBuffer]) -> int:
         if isinstance(data, ReadOnlyFileBasedBuffer):
-            sent = 0
             try:
-                for block in data:
-                    self._send(block)
-                    sent += len(block)
+                return self._send_file(data)
             finally:
                 data.close()
-            return sent
         if not self._wrote:
             self._wrote = True
             self._held = data
         else:
             self._send(data)
         return len(data)
+
+    def _send_file(self, wrapper: ReadOnlyFileBasedBuffer) -> int:
+        """Send the ``prepare()``d bytes of a ``wsgi.file_wrapper``: a regular file goes out
+        with sendfile from the I/O thread, anything else is read in ``block_size`` pieces."""
+        size = wrapper.remain
+        fd = _regular_file_descriptor(wrapper.file)
+        if fd is not None:
+            self.flush()
+            self.responder.send_file(fd, wrapper.file.tell(), size)
+            return size
+        left = size
+        while left > 0:
+            block = wrapper.get(min(left, wrapper.block_size), skip=True)
+            if not block:
+                break
+            self._send(block)
+            left -= len(block)
+        return size - left
 
     def flush(self) -> None:
         """Send whatever is held back."""
@@ -199,6 +223,8 @@ def _run_servers(servers: list[BaseWSGIServer], dispatcher: ThreadedTaskDispatch
         ident=adj.ident or None,
         recv_bytes=adj.recv_bytes,
         log_socket_errors=adj.log_socket_errors,
+        outbuf_overflow=adj.outbuf_overflow,
+        outbuf_high_watermark=adj.outbuf_high_watermark,
         max_request_header_size=adj.max_request_header_size,
         max_request_body_size=adj.max_request_body_size,
         max_request_line=adj.max_request_line,

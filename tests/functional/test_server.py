@@ -17,51 +17,11 @@ from typing import Any, Iterator
 import pytest
 
 from tests.apps.functional_apps import echo
+from tests.functional.serving import Running, body_of, read_all
 from tests.security.vectors import OK, VECTORS
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Running:
-    def __init__(self, **kw: Any) -> None:
-        if "unix_socket" not in kw:
-            kw.setdefault("listen", "127.0.0.1:0")
-        server = create_server(echo, **kw)
-        assert isinstance(server, BaseWSGIServer)
-        self.server = server
-        self.thread = threading.Thread(target=server.run, daemon=True)
-        self.thread.start()
-
-    def connect(self) -> socket.socket:
-        if self.server.family == socket.AF_UNIX:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(self.server.adj.unix_socket)
-        else:
-            sock = socket.create_connection(("127.0.0.1", int(self.server.effective_port)))
-        sock.settimeout(10)
-        return sock
-
-    def exchange(self, raw: bytes) -> bytes:
-        with self.connect() as sock:
-            sock.sendall(raw)
-            return read_all(sock)
-
-    def stop(self) -> None:
-        self.server.close()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "close() from another thread ends run()"
-
-
-def read_all(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        # Large reads: after a zero window, small reads reopen it slowly (TCP silly-window
-        # avoidance), which would make the test, not the server, slow.
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return data
-        data += chunk
 
 
 @pytest.fixture
@@ -69,10 +29,6 @@ def running() -> Iterator[Running]:
     server = Running()
     yield server
     server.stop()
-
-
-def body_of(response: bytes) -> bytes:
-    return response.split(b"\r\n\r\n", 1)[1]
 
 
 def test_environ_keys_and_values(running: Running) -> None:
@@ -461,21 +417,36 @@ def test_connection_limit_pauses_accepting(caplog: pytest.LogCaptureFixture) -> 
     assert any("dropped below the connection limit" in m for m in messages)
 
 
-def test_output_to_a_client_that_does_not_read_is_bounded() -> None:
+def _open_output_spill_files() -> int:
+    """Descriptors of this process open on a (deleted) response spill file."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += "waitress-out-" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return count
+
+
+def test_outbuf_high_watermark_bounds_output_and_outbuf_overflow_spills() -> None:
     from tests.apps import functional_apps
 
     functional_apps.FLOODED[0] = 0
-    server = Running()
+    watermark = 4 * 1024 * 1024
+    server = Running(outbuf_high_watermark=watermark, outbuf_overflow=256 * 1024)
     try:
         with server.connect() as sock:
             sock.sendall(b"GET /flood HTTP/1.0\r\n\r\n")
             time.sleep(1.0)
             stalled_at = functional_apps.FLOODED[0]
-            # The worker is parked: at most the socket buffers plus the reply queue (8
-            # replies of 64 KiB here) are in flight, far below the 50 MiB the app offers.
-            assert stalled_at < 16 * 1024 * 1024, stalled_at
+            # The worker is parked once more than the watermark is pending: at most the
+            # watermark, one 64 KiB write and the kernel's socket buffers (a few MiB on
+            # loopback) are in flight, far below the 50 MiB the app offers.
+            assert stalled_at < watermark + 8 * 1024 * 1024, stalled_at
+            assert _open_output_spill_files() > 0, "pending output past outbuf_overflow"
             received = len(read_all(sock))
         assert received > 50 * 1024 * 1024
         assert functional_apps.FLOODED[0] == 800 * 65536
+        assert _open_output_spill_files() == 0, "spill files go once the output is written"
     finally:
         server.stop()

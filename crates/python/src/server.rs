@@ -154,6 +154,23 @@ impl Responder {
         sent.map_err(|_| client_disconnected(py))
     }
 
+    /// Send `count` bytes of the regular file open on `fd` from `offset`, as they are, with
+    /// sendfile(2) on the I/O thread. The descriptor is duplicated: the caller may close its
+    /// file at once. Raises `ClientDisconnected` once the client is gone.
+    fn send_file(&self, py: Python<'_>, fd: RawFd, offset: u64, count: u64) -> PyResult<()> {
+        // SAFETY: `fd` is the descriptor of a file object the caller holds open for the
+        // whole of this call; it is only borrowed here to duplicate it.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let file = std::fs::File::from(borrowed.try_clone_to_owned()?);
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(responder) = guard.as_mut() else {
+            return Err(client_disconnected(py));
+        };
+        responder
+            .send_file(file, offset, count)
+            .map_err(|_| client_disconnected(py))
+    }
+
     /// End the response; the connection is kept only if `keep_alive` and HTTP allows it.
     fn finish(&self, keep_alive: bool) {
         if let Some(responder) = self.take() {
@@ -269,7 +286,7 @@ impl Server {
     #[new]
     #[pyo3(signature = (listeners, dispatch, *, threads, connection_limit, channel_request_lookahead, header_timeout, channel_timeout,
         inbuf_overflow, shutdown_timeout, ident, recv_bytes, log_socket_errors,
-        max_request_header_size, max_request_body_size, max_request_line, max_request_headers))]
+        outbuf_overflow, outbuf_high_watermark, max_request_header_size, max_request_body_size, max_request_line, max_request_headers))]
     #[allow(
         clippy::too_many_arguments,
         reason = "one keyword argument per Adjustments option"
@@ -287,6 +304,8 @@ impl Server {
         ident: Option<String>,
         recv_bytes: usize,
         log_socket_errors: bool,
+        outbuf_overflow: usize,
+        outbuf_high_watermark: usize,
         max_request_header_size: usize,
         max_request_body_size: u64,
         max_request_line: usize,
@@ -309,6 +328,8 @@ impl Server {
             ident,
             recv_bytes,
             log_socket_errors,
+            outbuf_overflow,
+            outbuf_high_watermark,
         };
         Self {
             listeners,

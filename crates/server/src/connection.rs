@@ -10,12 +10,15 @@
 //! received completely (memory, then a temp file past `inbuf_overflow`) before the request
 //! is handed over, and the response is written as the worker produces it.
 
+use std::fs::File;
 use std::io::{self, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use waitress_http::conn::{Conn, Event};
@@ -24,10 +27,46 @@ use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
 use crate::handler::{Reply, Request, RequestBody, Responder};
+use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
-/// Replies a worker may have queued before its `write` blocks (module rule 3 of handler.rs).
-const REPLY_QUEUE: usize = 8;
+/// Bytes read back from a spill file per socket write.
+const SPILL_READ: usize = 64 * 1024;
+
+/// A client socket: a byte stream that can also take a file with sendfile(2).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Send up to `len` bytes of `file` from `*offset`, advancing it; waits until the socket
+    /// takes some. Ok(0) means the file ended early.
+    async fn send_file(&self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize>;
+}
+
+macro_rules! sendfile_transport {
+    ($stream:ty) => {
+        impl Transport for $stream {
+            async fn send_file(
+                &self,
+                file: &File,
+                offset: &mut u64,
+                len: usize,
+            ) -> io::Result<usize> {
+                loop {
+                    self.writable().await?;
+                    let sent = self.try_io(Interest::WRITABLE, || {
+                        rustix::fs::sendfile(self, file, Some(&mut *offset), len)
+                            .map_err(io::Error::from)
+                    });
+                    match sent {
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        other => return other,
+                    }
+                }
+            }
+        }
+    };
+}
+
+sendfile_transport!(TcpStream);
+sendfile_transport!(UnixStream);
 
 /// How long accepting pauses after EMFILE/ENFILE (SPEC D6: back off, never spin).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -127,15 +166,13 @@ impl Drop for Active<'_> {
     }
 }
 
-async fn run<S>(
+async fn run<S: Transport>(
     stream: S,
     peer: Peer,
     listener: usize,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let _active = Active::new(&shared);
     let mut session = Session {
         stream,
@@ -178,7 +215,7 @@ impl Spool {
                 bytes.extend_from_slice(data);
             }
             Self::Memory(bytes) => {
-                let mut file = anonymous_file()?;
+                let mut file = anonymous_file("waitress-body")?;
                 file.write_all(bytes)?;
                 file.write_all(data)?;
                 *self = Self::File(file);
@@ -200,13 +237,13 @@ impl Spool {
 }
 
 /// An unnamed temp file: created with a unique name, then unlinked at once.
-fn anonymous_file() -> io::Result<std::fs::File> {
+pub(crate) fn anonymous_file(prefix: &str) -> io::Result<std::fs::File> {
     use std::sync::atomic::AtomicU64;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("waitress-body-{}-{n}", std::process::id()));
+        let path = dir.join(format!("{prefix}-{}-{n}", std::process::id()));
         match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -239,7 +276,7 @@ enum Wait {
     Stopped,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+impl<S: Transport> Session<'_, S> {
     fn ident(&self) -> Option<&str> {
         self.shared.config.ident.as_deref()
     }
@@ -361,9 +398,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// ended on socket input instead: with `channel_request_lookahead` > 0 the connection
     /// keeps reading while the application runs (SPEC §3.7, §3.13); those bytes are only
     /// buffered, never parsed before the response ends, and an EOF marks the client gone.
+    /// Encode the application's status and headers; an invalid head becomes a 500 instead
+    /// (false).
+    fn start_reply(
+        &mut self,
+        status: &str,
+        headers: &[(String, String)],
+        ident: Option<&str>,
+        today: &[u8],
+    ) -> bool {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let force_close = self.shared.stop.is_stopping();
+        let planned =
+            self.conn
+                .start_response(&mut self.out, status, &pairs, ident, today, force_close);
+        if planned.is_err() {
+            self.conn.send_status_error(
+                &mut self.out,
+                500,
+                "The server encountered an unexpected internal server error",
+                ident,
+                today,
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Write output that waited in a spill file, in pieces (outbuf.rs rule 2).
+    async fn write_spilled(&mut self, raw: bool, piece: &Spilled) -> io::Result<()> {
+        let mut buf = vec![0u8; SPILL_READ.min(piece.len)];
+        let mut done = 0;
+        while done < piece.len {
+            let want = (piece.len - done).min(buf.len());
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            let at = piece.offset.saturating_add(done as u64);
+            piece.file.read_exact_at(chunk, at)?;
+            if raw {
+                self.out.extend_from_slice(chunk);
+            } else {
+                let _ = self.conn.send_data(&mut self.out, chunk);
+            }
+            self.flush().await?;
+            done += want;
+        }
+        Ok(())
+    }
+
+    /// Write `len` bytes of `file` from `offset` with sendfile(2), after what is buffered.
+    async fn write_file(&mut self, file: &File, mut offset: u64, len: u64) -> io::Result<()> {
+        self.flush().await?;
+        let end = offset.saturating_add(len);
+        while offset < end {
+            let want = usize::try_from(end - offset)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            if self.stream.send_file(file, &mut offset, want).await? == 0 {
+                // The file is shorter than announced: the response cannot be completed.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before its announced length",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn wait_reply(
         &mut self,
-        rx: &mut mpsc::Receiver<Reply>,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
         disconnected: &AtomicBool,
         scratch: &mut [u8],
     ) -> Option<Option<Reply>> {
@@ -389,7 +495,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
-        let (tx, mut rx) = mpsc::channel(REPLY_QUEUE);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let config = &self.shared.config;
+        let budget = Arc::new(Budget::new(
+            config.outbuf_high_watermark,
+            config.outbuf_overflow,
+        ));
+        // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
+        let _close = CloseOnDrop(Arc::clone(&budget));
         let disconnected = Arc::new(AtomicBool::new(self.conn.is_peer_closed()));
         let request = Request {
             head,
@@ -401,7 +514,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         self.shared.handler.handle(
             request,
-            Responder::new(tx, Arc::clone(&disconnected), self.shared.stop.clone()),
+            Responder::new(
+                tx,
+                Arc::clone(&budget),
+                Arc::clone(&disconnected),
+                self.shared.stop.clone(),
+            ),
         );
         let mut started = false;
         let mut scratch = vec![0u8; 16 * 1024];
@@ -413,27 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let ident = self.ident().map(str::to_owned);
             let written = match reply {
                 Some(Reply::Head { status, headers }) => {
-                    let pairs: Vec<(&str, &str)> = headers
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str()))
-                        .collect();
-                    let force_close = self.shared.stop.is_stopping();
-                    let planned = self.conn.start_response(
-                        &mut self.out,
-                        &status,
-                        &pairs,
-                        ident.as_deref(),
-                        &today,
-                        force_close,
-                    );
-                    if planned.is_err() {
-                        self.conn.send_status_error(
-                            &mut self.out,
-                            500,
-                            "The server encountered an unexpected internal server error",
-                            ident.as_deref(),
-                            &today,
-                        );
+                    if !self.start_reply(&status, &headers, ident.as_deref(), &today) {
                         let result = self.flush().await;
                         return result.map(|()| false);
                     }
@@ -442,12 +540,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
                 Some(Reply::Data(data)) => {
                     let _ = self.conn.send_data(&mut self.out, &data);
-                    self.flush().await
+                    let written = self.flush().await;
+                    budget.release(data.len());
+                    written
                 }
                 Some(Reply::Raw(data)) => {
                     started = true;
                     self.out.extend_from_slice(&data);
-                    self.flush().await
+                    let written = self.flush().await;
+                    budget.release(data.len());
+                    written
+                }
+                Some(Reply::Spilled { raw, piece }) => {
+                    started |= raw;
+                    let written = self.write_spilled(raw, &piece).await;
+                    budget.release(piece.len);
+                    written
+                }
+                Some(Reply::File { file, offset, len }) => {
+                    started = true;
+                    self.write_file(&file, offset, len).await
                 }
                 Some(Reply::EndRaw { keep_alive }) => {
                     let keep_alive = keep_alive && !self.shared.stop.is_stopping();

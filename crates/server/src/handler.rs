@@ -10,9 +10,10 @@
 //! 2. The request is complete when handed over: the whole body has been received, in memory
 //!    up to `inbuf_overflow` bytes, else in an anonymous temp file (SPEC §3.5).
 //! 3. A `Responder` is used from one worker thread: `start`, any number of `write`, then
-//!    `finish` (or `abort`). `write` blocks the calling thread while the connection has a
-//!    bounded number of replies waiting to be written (backpressure); the Python crate calls
-//!    it with the GIL released.
+//!    `finish` (or `abort`). `write` blocks the calling thread while more than
+//!    `outbuf_high_watermark` bytes wait to be written, and output past `outbuf_overflow`
+//!    pending bytes waits in a temp file (outbuf.rs); the Python crate calls it with the GIL
+//!    released. `send_file` hands over a stretch of a regular file, sent with sendfile(2).
 //! 4. A `Responder` dropped without `finish` aborts the response: if nothing was sent the
 //!    client gets a 500, otherwise the connection is closed (a truncated body is never
 //!    followed by another response).
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use waitress_http::request::RequestHead;
 
+use crate::outbuf::{Budget, Placement, Spill, Spilled};
 use crate::StopHandle;
 
 /// Where the request body is.
@@ -74,6 +76,17 @@ pub(crate) enum Reply {
     End,
     /// Bytes framed by the caller (head included), written as they are.
     Raw(Vec<u8>),
+    /// `Data` (or `Raw` when `raw`) that waits in a spill file.
+    Spilled {
+        raw: bool,
+        piece: Spilled,
+    },
+    /// `len` bytes of a regular file from `offset`, written as they are with sendfile(2).
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
     /// The end of a caller-framed response, with the caller's keep-alive decision.
     EndRaw {
         keep_alive: bool,
@@ -93,7 +106,9 @@ pub enum RespondError {
 /// Sends one response back to its connection, from a worker thread (module rules 3, 4).
 #[derive(Debug)]
 pub struct Responder {
-    tx: Option<mpsc::Sender<Reply>>,
+    tx: Option<mpsc::UnboundedSender<Reply>>,
+    budget: Arc<Budget>,
+    spill: Spill,
     started: bool,
     disconnected: Arc<AtomicBool>,
     stop: StopHandle,
@@ -101,12 +116,15 @@ pub struct Responder {
 
 impl Responder {
     pub(crate) fn new(
-        tx: mpsc::Sender<Reply>,
+        tx: mpsc::UnboundedSender<Reply>,
+        budget: Arc<Budget>,
         disconnected: Arc<AtomicBool>,
         stop: StopHandle,
     ) -> Self {
         Self {
             tx: Some(tx),
+            budget,
+            spill: Spill::default(),
             started: false,
             disconnected,
             stop,
@@ -119,16 +137,40 @@ impl Responder {
         self.stop.is_stopping()
     }
 
+    fn gone(&mut self) -> Result<(), RespondError> {
+        self.tx = None;
+        self.disconnected.store(true, Ordering::Release);
+        Err(RespondError::Disconnected)
+    }
+
     fn send(&mut self, reply: Reply) -> Result<(), RespondError> {
         let Some(tx) = &self.tx else {
             return Err(RespondError::Disconnected);
         };
-        if tx.blocking_send(reply).is_err() {
-            self.tx = None;
-            self.disconnected.store(true, Ordering::Release);
-            return Err(RespondError::Disconnected);
+        if tx.send(reply).is_err() {
+            return self.gone();
         }
         Ok(())
+    }
+
+    /// Hand over output bytes, counted against the connection's budget (module rule 3).
+    fn send_bytes(&mut self, raw: bool, data: Vec<u8>) -> Result<(), RespondError> {
+        if self.tx.is_none() {
+            return Err(RespondError::Disconnected);
+        }
+        let Some(placement) = self.budget.reserve(data.len()) else {
+            return self.gone();
+        };
+        let spilled = match placement {
+            Placement::Memory => None,
+            // A failed spill (disk full) keeps the bytes in memory rather than lose them.
+            Placement::Spill => self.spill.append(&data, self.budget.high_watermark()).ok(),
+        };
+        self.send(match (spilled, raw) {
+            (Some(piece), raw) => Reply::Spilled { raw, piece },
+            (None, true) => Reply::Raw(data),
+            (None, false) => Reply::Data(data),
+        })
     }
 
     /// Send the response head: the application's status and headers, already validated
@@ -156,7 +198,7 @@ impl Responder {
         if data.is_empty() {
             return Ok(());
         }
-        self.send(Reply::Data(data))
+        self.send_bytes(false, data)
     }
 
     /// The response is complete.
@@ -176,7 +218,17 @@ impl Responder {
             return Ok(());
         }
         self.started = true;
-        self.send(Reply::Raw(data))
+        self.send_bytes(true, data)
+    }
+
+    /// Send `len` bytes of the regular file `file` from `offset`, as they are (the caller
+    /// framed the response), with sendfile(2) on the I/O thread. Does not block.
+    pub fn send_file(&mut self, file: File, offset: u64, len: u64) -> Result<(), RespondError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.started = true;
+        self.send(Reply::File { file, offset, len })
     }
 
     /// End a caller-framed response; the connection is reused only if `keep_alive` and the
@@ -209,7 +261,7 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             // Rule 4: never leave the connection waiting for a response that will not come.
-            let _ = tx.try_send(Reply::Abort(
+            let _ = tx.send(Reply::Abort(
                 "The application did not finish its response".to_owned(),
             ));
         }

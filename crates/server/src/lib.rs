@@ -12,6 +12,7 @@
 
 mod connection;
 pub mod handler;
+mod outbuf;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -65,6 +66,10 @@ pub struct ServerConfig {
     pub recv_bytes: usize,
     /// Log socket and accept errors.
     pub log_socket_errors: bool,
+    /// Pending output above which a response's further output waits in a temp file.
+    pub outbuf_overflow: usize,
+    /// Pending output above which the writing worker blocks.
+    pub outbuf_high_watermark: usize,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +85,8 @@ impl Default for ServerConfig {
             ident: Some("waitress".to_owned()),
             recv_bytes: 8192,
             log_socket_errors: true,
+            outbuf_overflow: 1_048_576,
+            outbuf_high_watermark: 16_777_216,
         }
     }
 }

@@ -8,8 +8,9 @@
     reason = "tests"
 )]
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +19,20 @@ use waitress_server::{
     serve, Handler, Level, Listener, LogSink, Request, RequestBody, Responder, ServerConfig,
     StopHandle,
 };
+
+/// Writes `/big` has handed over so far (one test uses it).
+static BIG_WRITES: AtomicUsize = AtomicUsize::new(0);
+const BIG_PIECE: usize = 64 * 1024;
+const BIG_PIECES: usize = 256;
+
+fn big_piece(n: usize) -> Vec<u8> {
+    vec![u8::try_from(n % 251).unwrap(); BIG_PIECE]
+}
+
+/// The bytes `/file` serves: a regular file sent with sendfile from offset 7.
+fn file_bytes() -> Vec<u8> {
+    (0..300_000u32).map(|n| (n * 7 % 256) as u8).collect()
+}
 
 struct Workers {
     queue: Mutex<mpsc::Sender<(Request, Responder)>>,
@@ -60,6 +75,27 @@ fn answer(request: Request, mut responder: Responder) {
             responder.finish().unwrap();
         }
         "/fail" => responder.abort("boom"),
+        "/big" => {
+            let total = BIG_PIECE * BIG_PIECES;
+            responder
+                .start("200 OK", vec![("Content-Length".into(), total.to_string())])
+                .unwrap();
+            for n in 0..BIG_PIECES {
+                responder.write(big_piece(n)).unwrap();
+                BIG_WRITES.fetch_add(1, Ordering::SeqCst);
+            }
+            responder.finish().unwrap();
+        }
+        "/file" => {
+            let mut file = tempfile();
+            file.write_all(&file_bytes()).unwrap();
+            file.rewind().unwrap();
+            let len = file_bytes().len() - 7;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+            responder.write_raw(head.into_bytes()).unwrap();
+            responder.send_file(file, 7, len as u64).unwrap();
+            responder.finish_raw(true).unwrap();
+        }
         _ => {
             responder
                 .start(
@@ -71,6 +107,32 @@ fn answer(request: Request, mut responder: Responder) {
             responder.finish().unwrap();
         }
     }
+}
+
+fn tempfile() -> std::fs::File {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "waitress-serve-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file
+}
+
+/// Descriptors of this process open on a deleted output spill file.
+fn open_spill_files() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("waitress-out-"))
+        .count()
 }
 
 impl Handler for Workers {
@@ -270,4 +332,73 @@ fn graceful_stop_finishes_in_flight_requests_with_connection_close() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "listener closed"
     );
+}
+
+#[test]
+fn outbuf_high_watermark_parks_the_worker_and_output_past_outbuf_overflow_spills() {
+    let config = ServerConfig {
+        outbuf_overflow: 128 * 1024,
+        outbuf_high_watermark: 512 * 1024,
+        ..ServerConfig::default()
+    };
+    let server = start(config);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // The client reads nothing: the worker runs until the watermark (plus what the kernel's
+    // socket buffers took), then waits.
+    thread::sleep(Duration::from_millis(700));
+    let parked_at = BIG_WRITES.load(Ordering::SeqCst);
+    assert!(
+        parked_at < BIG_PIECES,
+        "the worker must wait for the client (wrote {parked_at})"
+    );
+    assert!(
+        open_spill_files() > 0,
+        "pending output past outbuf_overflow waits in a temp file"
+    );
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &out[at..];
+    assert_eq!(body.len(), BIG_PIECE * BIG_PIECES);
+    for (n, piece) in body.chunks(BIG_PIECE).enumerate() {
+        assert!(
+            piece == big_piece(n).as_slice(),
+            "piece {n} intact and in order"
+        );
+    }
+    server.stop.stop_now();
+}
+
+#[test]
+fn send_file_writes_the_file_stretch_and_keeps_the_connection() {
+    let server = start(ServerConfig::default());
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /file HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let expected = &file_bytes()[7..];
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+        expected.len()
+    );
+    assert!(out.starts_with(head.as_bytes()));
+    let body = &out[head.len()..head.len() + expected.len()];
+    assert!(body == expected, "file bytes on the wire unchanged");
+    let rest = String::from_utf8_lossy(&out[head.len() + expected.len()..]).into_owned();
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK") && rest.ends_with("/after"),
+        "{rest}"
+    );
+    server.stop.stop_now();
 }

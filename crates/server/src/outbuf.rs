@@ -1,0 +1,215 @@
+//! Output of one response on its way from a worker thread to the connection (SPEC §3.14).
+//!
+//! Rules:
+//! 1. Bytes count as pending from the moment a worker hands them over until the connection
+//!    has written them. A worker's write blocks while more than `outbuf_high_watermark` bytes
+//!    are pending (the Python crate waits with the GIL released), so a slow reader parks its
+//!    worker instead of growing memory.
+//! 2. A write handed over while `outbuf_overflow` or more bytes are already pending goes to an
+//!    anonymous temp file instead of memory; a spill file is replaced by a fresh one once
+//!    `outbuf_high_watermark` bytes went into it, so no file grows without bound. Memory per
+//!    response therefore stays near `outbuf_overflow` plus the one write in hand.
+//! 3. Once the connection is done with the response, the budget is closed: a blocked write
+//!    wakes and fails, and so does every later one.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+/// The pending-byte account shared by one response's writer and its connection.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    state: Mutex<State>,
+    room: Condvar,
+    high_watermark: usize,
+    overflow: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: usize,
+    closed: bool,
+}
+
+/// Where a write went (rule 2).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    Memory,
+    Spill,
+}
+
+impl Budget {
+    pub(crate) fn new(high_watermark: usize, overflow: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            room: Condvar::new(),
+            high_watermark: high_watermark.max(1),
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Count `len` more bytes as pending, first waiting while more than the high watermark
+    /// are (rule 1). `None` once the budget is closed.
+    pub(crate) fn reserve(&self, len: usize) -> Option<Placement> {
+        let mut state = self.lock();
+        while state.pending > self.high_watermark && !state.closed {
+            state = self
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.closed {
+            return None;
+        }
+        let placement = if state.pending >= self.overflow && self.overflow > 0 {
+            Placement::Spill
+        } else {
+            Placement::Memory
+        };
+        state.pending = state.pending.saturating_add(len);
+        Some(placement)
+    }
+
+    /// `len` pending bytes were written (or dropped).
+    pub(crate) fn release(&self, len: usize) {
+        let mut state = self.lock();
+        state.pending = state.pending.saturating_sub(len);
+        if state.pending <= self.high_watermark {
+            self.room.notify_all();
+        }
+    }
+
+    /// The connection is done with this response (rule 3).
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.room.notify_all();
+    }
+
+    pub(crate) fn high_watermark(&self) -> usize {
+        self.high_watermark
+    }
+
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        self.lock().pending
+    }
+}
+
+/// Closes the budget when the connection stops waiting for the response, however it stops
+/// (rule 3).
+#[derive(Debug)]
+pub(crate) struct CloseOnDrop(pub(crate) Arc<Budget>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The writer's current spill file (rule 2).
+#[derive(Debug, Default)]
+pub(crate) struct Spill {
+    file: Option<Arc<File>>,
+    written: u64,
+}
+
+/// A stretch of a spill file holding pending output.
+#[derive(Debug)]
+pub(crate) struct Spilled {
+    pub(crate) file: Arc<File>,
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+}
+
+impl Spill {
+    /// Append `data` to the spill file, starting a fresh file when the current one has taken
+    /// `rotate_after` bytes.
+    pub(crate) fn append(&mut self, data: &[u8], rotate_after: usize) -> io::Result<Spilled> {
+        let rotate_after = u64::try_from(rotate_after).unwrap_or(u64::MAX);
+        let file = match &self.file {
+            Some(file) if self.written < rotate_after => Arc::clone(file),
+            _ => {
+                let file = Arc::new(crate::connection::anonymous_file("waitress-out")?);
+                self.file = Some(Arc::clone(&file));
+                self.written = 0;
+                file
+            }
+        };
+        let offset = self.written;
+        file.write_all_at(data, offset)?;
+        self.written = offset.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
+        Ok(Spilled {
+            file,
+            offset,
+            len: data.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn writes_past_the_overflow_spill_and_the_rest_stay_in_memory() {
+        let budget = Budget::new(100, 10);
+        assert_eq!(budget.reserve(8), Some(Placement::Memory));
+        assert_eq!(budget.reserve(8), Some(Placement::Memory));
+        assert_eq!(budget.reserve(8), Some(Placement::Spill));
+        assert_eq!(budget.pending(), 24);
+        budget.release(24);
+        assert_eq!(budget.reserve(50), Some(Placement::Memory));
+    }
+
+    #[test]
+    fn a_writer_past_the_high_watermark_waits_for_the_connection() {
+        let budget = Arc::new(Budget::new(10, 0));
+        assert_eq!(budget.reserve(11), Some(Placement::Memory));
+        let writer = {
+            let budget = Arc::clone(&budget);
+            std::thread::spawn(move || budget.reserve(5))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !writer.is_finished(),
+            "the writer must wait above the watermark"
+        );
+        budget.release(11);
+        assert_eq!(writer.join().ok().flatten(), Some(Placement::Memory));
+    }
+
+    #[test]
+    fn closing_wakes_a_blocked_writer_and_fails_later_ones() {
+        let budget = Arc::new(Budget::new(1, 0));
+        assert!(budget.reserve(2).is_some());
+        let writer = {
+            let budget = Arc::clone(&budget);
+            std::thread::spawn(move || budget.reserve(1))
+        };
+        drop(CloseOnDrop(Arc::clone(&budget)));
+        assert_eq!(writer.join().ok().flatten(), None);
+        assert_eq!(budget.reserve(1), None);
+    }
+
+    #[test]
+    fn spill_files_rotate_after_the_watermark() -> io::Result<()> {
+        let mut spill = Spill::default();
+        let first = spill.append(b"abcdef", 8)?;
+        let second = spill.append(b"ghij", 8)?;
+        assert!(Arc::ptr_eq(&first.file, &second.file));
+        assert_eq!(second.offset, 6);
+        let third = spill.append(b"klm", 8)?;
+        assert!(!Arc::ptr_eq(&first.file, &third.file));
+        assert_eq!(third.offset, 0);
+        let mut back = [0u8; 4];
+        second.file.read_exact_at(&mut back, second.offset)?;
+        assert_eq!(&back, b"ghij");
+        Ok(())
+    }
+}
