@@ -5,20 +5,41 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 StartResponse = Callable[..., Any]
 
 #: Bytes `/flood` has handed to the server so far.
 FLOODED: list[int] = [0]
 
+#: How many times the application iterables of `/counted` and `/raise-in-iter` were closed.
+CLOSED: list[int] = [0]
+
 #: What `/watch` saw: whether `waitress.client_disconnected()` became true within 3 s.
 WATCHED: list[bool] = []
 
 
+class _Counted:
+    """An application iterable that counts its close() calls in CLOSED."""
+
+    def __init__(self, pieces: list[bytes], fail: bool = False) -> None:
+        self._pieces = pieces
+        self._fail = fail
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._pieces
+        if self._fail:
+            raise RuntimeError("boom during iteration")
+
+    def close(self) -> None:
+        CLOSED[0] += 1
+
+
 def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Routes on PATH_INFO: /env (environ as JSON), /echo (body back), /sleep, /raise,
-    /write (write() callable), /file (wsgi.file_wrapper over this module's file)."""
+    /write (write() callable), /file (wsgi.file_wrapper over this module's file), /stream
+    (three pieces, no Content-Length), /raise-after-start, /raise-in-iter, /counted (an
+    iterable whose close() is counted)."""
     path = environ["PATH_INFO"]
     if path == "/env":
         shown = {k: v for k, v in environ.items() if isinstance(v, (str, tuple, bool))}
@@ -53,6 +74,18 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         return []
     if path == "/raise":
         raise RuntimeError("boom from the app")
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _Counted([b"one ", b"two ", b"three"])
+    if path == "/raise-after-start":
+        start_response("200 OK", [("Content-Length", "5")])
+        raise RuntimeError("boom after start_response")
+    if path == "/raise-in-iter":
+        start_response("200 OK", [("Content-Length", "100")])
+        return _Counted([b"first"], fail=True)
+    if path == "/counted":
+        start_response("200 OK", [("Content-Length", "7")])
+        return _Counted([b"counted"])
     if path == "/write":
         write = start_response("200 OK", [("Content-Length", "10")])
         write(b"hello")

@@ -1,0 +1,219 @@
+"""SPEC §3.14 Timeouts, limits, buffers (and D6 connection_limit, D8 timeouts)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.serving import Running, read_all
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOSE = b"Connection: close\r\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "limit", "make", "status"),
+    [
+        (
+            "max_request_body_size",
+            100,
+            lambda n: (
+                b"POST /echo HTTP/1.1\r\n" + CLOSE + b"Content-Length: %d\r\n\r\n" % n + b"x" * n
+            ),
+            b"413",
+        ),
+        (
+            "max_request_line",
+            100,
+            lambda n: b"GET /" + b"a" * (n - 16) + b" HTTP/1.1\r\n" + CLOSE + b"\r\n",
+            b"414",
+        ),
+        (
+            "max_request_header_size",
+            200,
+            # 16 (request line) + 19 (Connection) + 3 + k + 4 (CRLF, CRLF) = n bytes.
+            lambda n: b"GET / HTTP/1.1\r\n" + CLOSE + b"X: " + b"a" * (n - 42) + b"\r\n\r\n",
+            b"431",
+        ),
+    ],
+    ids=["body", "request-line", "head"],
+)
+def test_limits_over_a_socket_at_n_minus_1_n_n_plus_1(
+    option: str, limit: int, make: Any, status: bytes
+) -> None:
+    server = Running(**{option: limit})
+    try:
+        answers = {}
+        for size in (limit - 1, limit, limit + 1):
+            answers[size] = server.exchange(make(size))[9:12]
+        # Body: a length of N-1 passes, N and N+1 do not (waitress's >=). Request line: N
+        # bytes with its CRLF pass, N+1 do not. Head: N-1 bytes pass, N do not.
+        passes = {
+            "max_request_body_size": {limit - 1},
+            "max_request_line": {limit - 1, limit},
+            "max_request_header_size": {limit - 1},
+        }[option]
+        for size, answer in answers.items():
+            # The fixture app answers 404 outside its routes: what matters is that it ran.
+            expected = (
+                (b"200" if option == "max_request_body_size" else b"404")
+                if size in passes
+                else status
+            )
+            assert answer == expected, (size, answer)
+    finally:
+        server.stop()
+
+
+def test_channel_timeout_closes_an_idle_connection() -> None:
+    server = Running(channel_timeout=1)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
+            first = sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 OK")
+            started = time.monotonic()
+            assert sock.recv(65536) == b"", "closed without a response"
+            waited = time.monotonic() - started
+        assert 0.5 < waited < 3.0, waited
+    finally:
+        server.stop()
+
+
+def test_soft_open_file_limit_is_raised_to_the_hard_limit(running: Running) -> None:
+    import resource
+
+    assert running.exchange(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY
+
+
+def test_connection_limit_pauses_accepting(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="waitress")
+    server = Running(connection_limit=2)
+    try:
+        first, second = server.connect(), server.connect()
+        for sock in (first, second):  # both accepted and served
+            sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        third = server.connect()  # completes in the kernel backlog, not accepted
+        third.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+        third.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            third.recv(65536)
+        first.close()  # a slot frees: the third is accepted and answered
+        third.settimeout(5)
+        assert read_all(third).startswith(b"HTTP/1.0 200 OK")
+        second.close()
+        third.close()
+        time.sleep(0.3)  # records are emitted by the serving thread every 100 ms
+    finally:
+        server.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "waitress"]
+    assert any("reached the connection limit" in m for m in messages)
+    assert any("dropped below the connection limit" in m for m in messages)
+
+
+def _open_output_spill_files() -> int:
+    """Descriptors of this process open on a (deleted) response spill file."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += "waitress-out-" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return count
+
+
+def test_outbuf_high_watermark_bounds_output_and_outbuf_overflow_spills() -> None:
+    from tests.apps import functional_apps
+
+    functional_apps.FLOODED[0] = 0
+    watermark = 4 * 1024 * 1024
+    server = Running(outbuf_high_watermark=watermark, outbuf_overflow=256 * 1024)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /flood HTTP/1.0\r\n\r\n")
+            time.sleep(1.0)
+            stalled_at = functional_apps.FLOODED[0]
+            # The worker is parked once more than the watermark is pending: at most the
+            # watermark, one 64 KiB write and the kernel's socket buffers (a few MiB on
+            # loopback) are in flight, far below the 50 MiB the app offers.
+            assert stalled_at < watermark + 8 * 1024 * 1024, stalled_at
+            assert _open_output_spill_files() > 0, "pending output past outbuf_overflow"
+            received = len(read_all(sock))
+        assert received > 50 * 1024 * 1024
+        assert functional_apps.FLOODED[0] == 800 * 65536
+        assert _open_output_spill_files() == 0, "spill files go once the output is written"
+    finally:
+        server.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_emfile_backs_off_without_spinning_and_recovers(tmp_path: Path) -> None:
+    """SPEC D6: out of descriptors, accepting backs off (no busy loop), logs the accept
+    error, and serves again once descriptors are released."""
+    import resource
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "waitress",
+                "--listen=127.0.0.1:0",
+                "tests.apps.functional_apps:echo",
+            ],
+            cwd=ROOT,
+            stderr=out,
+            preexec_fn=low_fd_limit,
+        )
+    clients: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while "Serving on" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        port = int(log.read_text().split("Serving on http://127.0.0.1:")[1].split()[0])
+        for _ in range(60):  # more than the server has descriptors for
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.5)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(2.0)
+        busy = _cpu_seconds(proc.pid) - before
+        assert busy < 0.5, f"accept loop spun: {busy:.2f} s CPU in 2 s"
+        for sock in clients:
+            sock.close()
+        clients.clear()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+                    if read_all(sock).startswith(b"HTTP/1.0 200 OK"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "service did not recover"
+            time.sleep(0.2)
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.terminate()
+        proc.wait(30)
+    assert "server accept() threw an exception" in log.read_text()

@@ -1,0 +1,30 @@
+"""SPEC §3.15 Logging contract."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.functional.serving import Running
+
+
+def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="waitress.queue")
+    server = Running(threads=1)
+    try:
+        clients = [
+            threading.Thread(target=server.exchange, args=(b"GET /sleep?0.4 HTTP/1.0\r\n\r\n",))
+            for _ in range(3)
+        ]
+        for client in clients:
+            client.start()
+            time.sleep(0.05)
+        for client in clients:
+            client.join(10)
+        time.sleep(0.3)  # records are emitted by the serving thread every 100 ms
+    finally:
+        server.stop()
+    depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
+    assert depths == ["Task queue depth is 1", "Task queue depth is 2"]
