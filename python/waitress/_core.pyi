@@ -1,6 +1,6 @@
 """Type stub for the Rust extension ``waitress._core`` (crates/python), checked by stubtest."""
 
-from typing import Callable, final
+from typing import Any, Callable, final
 
 __version__: str
 
@@ -56,34 +56,32 @@ class RequestParser:
     def wants_close(self) -> bool: ...
 
 @final
-class Responder:
-    """The response side of one request, handed to the server's dispatch callable."""
+class Call:
+    """``start_response`` for one request (calling it); ``write`` is the WSGI write."""
 
-    def write_raw(self, data: bytes) -> None:
-        """Send framed bytes; raises ``waitress.channel.ClientDisconnected`` when gone."""
-    def send_file(self, fd: int, offset: int, count: int) -> None:
-        """Send ``count`` bytes of the regular file on ``fd`` from ``offset`` (sendfile)."""
-    def finish(self, keep_alive: bool) -> None:
-        """End the response."""
-    def abort(self, detail: str) -> None:
-        """A 500 with ``detail`` if nothing was sent, else close the connection."""
-    def is_stopping(self) -> bool:
-        """True once the server is stopping (the response should close)."""
-    def is_disconnected(self) -> bool:
-        """True once the client is known to be gone."""
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]: ...
+    def write(self, data: bytes) -> None: ...
 
-_Dispatch = Callable[[bytes, bytes | int, tuple[str, int] | None, int, bool, Responder], None]
+@final
+class ClientDisconnectedCheck:
+    """``environ["waitress.client_disconnected"]``: True once the client is gone."""
+
+    def __call__(self) -> bool: ...
+
+#: One listener: (app, server_name, server_port, url_scheme, url_prefix, ident,
+#: expose_tracebacks).
+_Site = tuple[Callable[..., Any], str, str, str, str, str | None, bool]
 
 @final
 class Server:
-    """Serves listening sockets (descriptor, is-unix) with a dispatch callable."""
+    """Serves listening sockets (descriptor, is-unix); one site per listener."""
 
     def __new__(
         cls,
         listeners: list[tuple[int, bool]],
-        dispatch: Callable[
-            [bytes, bytes | int, tuple[str, int] | None, int, bool, Responder], None
-        ],
+        sites: list[_Site],
         *,
         threads: int,
         connection_limit: int,

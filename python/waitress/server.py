@@ -10,24 +10,20 @@ thread makes ``run()`` return; Ctrl-C and SIGTERM stop it gracefully (SPEC D7).
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
 import stat
 import threading
-import traceback
 from types import FrameType
 from typing import Any, Callable, Optional, Union
 
 from waitress import _core
 from waitress.adjustments import Adjustments
-from waitress.buffers import ReadOnlyFileBasedBuffer
-from waitress.channel import ClientDisconnected, HTTPChannel
+from waitress.channel import HTTPChannel
 from waitress.compat import IPPROTO_IPV6, IPV6_V6ONLY
-from waitress.parser import HTTPRequestParser
 from waitress.proxy_headers import proxy_headers_middleware
-from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.task import ThreadedTaskDispatcher
 from waitress.utilities import cleanup_unix_socket, logger
 
 WSGIApp = Callable[..., Any]
@@ -52,26 +48,9 @@ class _AsyncoreShim:
             _run_servers(servers, servers[0].task_dispatcher)
 
 
-class _ServedRequest(HTTPRequestParser):
-    """A request the Rust core already parsed and received, in waitress's parser shape."""
-
-    def __init__(self, adj: Adjustments, head: bytes, body: io.BufferedIOBase) -> None:
-        super().__init__(adj)
-        self.parse_header(head)
-        self._body = body
-        if self.chunked:
-            body.seek(0, os.SEEK_END)
-            self.content_length = body.tell()
-            body.seek(0)
-            self.headers["CONTENT_LENGTH"] = str(self.content_length)
-        self.completed = True
-
-    def get_body_stream(self) -> Any:
-        return self._body
-
-
 def _regular_file_descriptor(file: Any) -> Optional[int]:
-    """The descriptor of ``file`` when it is a regular file on disk, else None."""
+    """The descriptor of ``file`` when it is a regular file on disk, else None (the Rust
+    core then sends a ``wsgi.file_wrapper`` with sendfile, SPEC §3.12)."""
     try:
         fd = file.fileno()
         return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
@@ -79,114 +58,20 @@ def _regular_file_descriptor(file: Any) -> Optional[int]:
         return None
 
 
-class _Channel:
-    """What a ``WSGITask`` needs of its channel, over one Rust response.
-
-    The first write (the head) is held back and goes out with the next write or at the end,
-    so a head and a small body leave in one packet (DESIGN.md data path).
-    """
-
-    def __init__(self, server: BaseWSGIServer, addr: Any, responder: _core.Responder) -> None:
-        self.server = server
-        self.adj = server.adj
-        self.addr = addr
-        self.responder = responder
-        self._held = b""
-        self._wrote = False
-
-    def _send(self, data: bytes) -> None:
-        if self._held:
-            data, self._held = self._held + data, b""
-        self.responder.write_raw(data)
-
-    def write_soon(self, data: Union[bytes, ReadOnlyFileBasedBuffer]) -> int:
-        if isinstance(data, ReadOnlyFileBasedBuffer):
-            try:
-                return self._send_file(data)
-            finally:
-                data.close()
-        if not self._wrote:
-            self._wrote = True
-            self._held = data
-        else:
-            self._send(data)
-        return len(data)
-
-    def _send_file(self, wrapper: ReadOnlyFileBasedBuffer) -> int:
-        """Send the ``prepare()``d bytes of a ``wsgi.file_wrapper``: a regular file goes out
-        with sendfile from the I/O thread, anything else is read in ``block_size`` pieces."""
-        size = wrapper.remain
-        fd = _regular_file_descriptor(wrapper.file)
-        if fd is not None:
-            self.flush()
-            self.responder.send_file(fd, wrapper.file.tell(), size)
-            return size
-        left = size
-        while left > 0:
-            block = wrapper.get(min(left, wrapper.block_size), skip=True)
-            if not block:
-                break
-            self._send(block)
-            left -= len(block)
-        return size - left
-
-    def flush(self) -> None:
-        """Send whatever is held back."""
-        if self._held:
-            self._send(b"")
-
-    def check_client_disconnected(self) -> bool:
-        return self.responder.is_disconnected()
-
-
-class _ServedTask(WSGITask):
-    """A ``WSGITask`` whose response closes the connection once the server is stopping
-    (SPEC D7: in-flight requests finish with ``Connection: close``)."""
-
-    channel: _Channel
-
-    def build_response_header(self) -> bytes:
-        if self.channel.responder.is_stopping():
-            self.close_on_finish = True
-        return super().build_response_header()
-
-
-def _dispatch_for(servers: list[BaseWSGIServer]) -> Callable[..., None]:
-    def dispatch(
-        head: bytes,
-        body: Union[bytes, int],
-        peer: Optional[tuple[str, int]],
-        listener: int,
-        closing: bool,
-        responder: _core.Responder,
-    ) -> None:
-        server = servers[listener]
-        stream: Any = io.BytesIO(body) if isinstance(body, bytes) else os.fdopen(body, "rb")
-        path = ""
-        try:
-            request = _ServedRequest(server.adj, head, stream)
-            path = request.path
-            addr = peer if peer is not None else ("localhost", None)
-            channel = _Channel(server, addr, responder)
-            task = _ServedTask(channel, request)
-            if closing:
-                task.set_close_on_finish()
-            task.service()
-            channel.flush()
-        except ClientDisconnected:
-            logger.info("Client disconnected while serving %s", path)
-            responder.finish(False)
-            return
-        except Exception:
-            logger.exception("Exception while serving %s", path)
-            detail = traceback.format_exc() if server.adj.expose_tracebacks else _GENERIC_500
-            responder.abort(detail)
-            return
-        finally:
-            stream.close()
-        responder.finish(not task.close_on_finish)
-
-    return dispatch
+def _sites(servers: list[BaseWSGIServer]) -> list[tuple[Any, ...]]:
+    """What the Rust core needs of each listener to build the environ (SPEC §3.8)."""
+    return [
+        (
+            server.application,
+            server.server_name,
+            str(server.effective_port),
+            server.adj.url_scheme,
+            server.adj.url_prefix,
+            server.adj.ident,
+            server.adj.expose_tracebacks,
+        )
+        for server in servers
+    ]
 
 
 def _raise_open_file_limit() -> None:
@@ -212,7 +97,7 @@ def _run_servers(servers: list[BaseWSGIServer], dispatcher: ThreadedTaskDispatch
     threads = len(dispatcher.threads) or adj.threads
     core = _core.Server(
         [(s.socket.fileno(), s.family == getattr(socket, "AF_UNIX", None)) for s in servers],
-        _dispatch_for(servers),
+        _sites(servers),
         threads=threads,
         connection_limit=adj.connection_limit,
         channel_request_lookahead=adj.channel_request_lookahead,

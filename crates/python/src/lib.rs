@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod parser;
 mod server;
+mod wsgi;
 
 /// The extension module.
 #[pymodule]
@@ -13,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<parser::RequestParser>()?;
     m.add_class::<server::Server>()?;
-    m.add_class::<server::Responder>()?;
+    m.add_class::<wsgi::Call>()?;
+    m.add_class::<wsgi::ClientDisconnectedCheck>()?;
     Ok(())
 }

@@ -8,13 +8,13 @@
 //! - one I/O thread runs the tokio runtime (`waitress_server::serve`) and never attaches to
 //!   the interpreter;
 //! - `threads` worker threads take complete requests from a bounded queue, attach to the
-//!   interpreter for the request, and call the Python `dispatch` callable. They never touch
+//!   interpreter once per request, and run the WSGI call (`wsgi.rs`). They never touch
 //!   sockets.
 //!
 //! Nothing is started before `run()` (SPEC D4): a `Server` built before `os.fork()` runs
 //! in the child.
 
-use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::PyString;
 use waitress_http::Limits;
-use waitress_server::{
-    Handler, Level, Listener, LogSink, Peer, Request, RequestBody, ServerConfig, StopHandle,
-};
+use waitress_server::{Handler, Level, Listener, LogSink, Request, ServerConfig, StopHandle};
+
+use crate::wsgi::{self, Helpers, Site};
 
 /// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
 #[derive(Debug, Default)]
@@ -114,105 +114,18 @@ impl Handler for Pool {
     }
 }
 
-/// The response side given to Python's `dispatch` for one request.
-#[pyclass(module = "waitress._core")]
-#[derive(Debug)]
-pub struct Responder {
-    inner: Mutex<Option<waitress_server::Responder>>,
-}
+/// One listener's application and environ values, as Python passes them: `(app,
+/// server_name, server_port, url_scheme, url_prefix, ident, expose_tracebacks)`.
+type SiteArgs = (Py<PyAny>, String, String, String, String, Py<PyAny>, bool);
 
-impl Responder {
-    fn take(&self) -> Option<waitress_server::Responder> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
-
-fn client_disconnected(py: Python<'_>) -> PyErr {
-    let class = py
-        .import("waitress.channel")
-        .and_then(|module| module.getattr("ClientDisconnected"));
-    match class.and_then(|class| class.call1(("Client disconnected",))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
-}
-
-#[pymethods]
-impl Responder {
-    /// Send bytes the caller framed (head included). Blocks, with the GIL released, while the
-    /// connection is behind. Raises `waitress.channel.ClientDisconnected` once the client
-    /// is gone.
-    fn write_raw(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
-        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(responder) = guard.as_mut() else {
-            return Err(client_disconnected(py));
-        };
-        let sent = py.detach(|| responder.write_raw(data));
-        sent.map_err(|_| client_disconnected(py))
-    }
-
-    /// Send `count` bytes of the regular file open on `fd` from `offset`, as they are, with
-    /// sendfile(2) on the I/O thread. The descriptor is duplicated: the caller may close its
-    /// file at once. Raises `ClientDisconnected` once the client is gone.
-    fn send_file(&self, py: Python<'_>, fd: RawFd, offset: u64, count: u64) -> PyResult<()> {
-        // SAFETY: `fd` is the descriptor of a file object the caller holds open for the
-        // whole of this call; it is only borrowed here to duplicate it.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let file = std::fs::File::from(borrowed.try_clone_to_owned()?);
-        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(responder) = guard.as_mut() else {
-            return Err(client_disconnected(py));
-        };
-        responder
-            .send_file(file, offset, count)
-            .map_err(|_| client_disconnected(py))
-    }
-
-    /// End the response; the connection is kept only if `keep_alive` and HTTP allows it.
-    fn finish(&self, keep_alive: bool) {
-        if let Some(responder) = self.take() {
-            let _ = responder.finish_raw(keep_alive);
-        }
-    }
-
-    /// The application failed: a 500 with `detail` if nothing was sent, else a close.
-    fn abort(&self, detail: &str) {
-        if let Some(responder) = self.take() {
-            responder.abort(detail);
-        }
-    }
-
-    /// True once the server is stopping: the response should close the connection.
-    fn is_stopping(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(waitress_server::Responder::is_stopping)
-    }
-
-    /// True once the server knows the client is gone.
-    fn is_disconnected(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_none_or(waitress_server::Responder::is_disconnected)
-    }
-}
-
-/// Serves listening sockets with a Python `dispatch(head, body, peer, listener, closing,
-/// responder)` callable run on worker threads.
+/// Serves listening sockets; each listener's WSGI application runs on worker threads.
 #[pyclass(module = "waitress._core")]
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<(RawFd, bool)>,
     config: ServerConfig,
     threads: usize,
-    dispatch: Py<PyAny>,
+    sites: Arc<Vec<Site>>,
     stop: Mutex<StopHandle>,
 }
 
@@ -222,7 +135,7 @@ struct Counters {
     busy: Arc<AtomicUsize>,
 }
 
-fn worker(py_dispatch: &Py<PyAny>, jobs: &Mutex<Receiver<Job>>, counters: &Counters) {
+fn worker(sites: &[Site], helpers: &Helpers, jobs: &Mutex<Receiver<Job>>, counters: &Counters) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok((request, responder)) = job else {
@@ -231,50 +144,17 @@ fn worker(py_dispatch: &Py<PyAny>, jobs: &Mutex<Receiver<Job>>, counters: &Count
         counters.busy.fetch_add(1, Ordering::AcqRel);
         counters.queued.fetch_sub(1, Ordering::AcqRel);
         Python::attach(|py| {
-            if let Err(err) = call_dispatch(py, py_dispatch, request, responder) {
+            let site = sites.get(request.listener).or_else(|| sites.first());
+            let Some(site) = site else {
+                responder.abort("no application for this listener");
+                return;
+            };
+            if let Err(err) = wsgi::serve(py, site, helpers, request, responder) {
                 err.write_unraisable(py, None);
             }
         });
         counters.busy.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn call_dispatch(
-    py: Python<'_>,
-    dispatch: &Py<PyAny>,
-    request: Request,
-    responder: waitress_server::Responder,
-) -> PyResult<()> {
-    let head = PyBytes::new(py, request.head.as_bytes());
-    let body: Py<PyAny> = match request.body {
-        RequestBody::Memory(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
-        RequestBody::File(file) => file.into_raw_fd().into_pyobject(py)?.into_any().unbind(),
-    };
-    let peer: Py<PyAny> = match request.peer {
-        Peer::Tcp(addr) => (addr.ip().to_string(), addr.port())
-            .into_pyobject(py)?
-            .into_any()
-            .unbind(),
-        Peer::Unix => py.None(),
-    };
-    let responder = Py::new(
-        py,
-        Responder {
-            inner: Mutex::new(Some(responder)),
-        },
-    )?;
-    dispatch.call1(
-        py,
-        (
-            head,
-            body,
-            peer,
-            request.listener,
-            request.closing,
-            responder,
-        ),
-    )?;
-    Ok(())
 }
 
 fn seconds(value: f64) -> Duration {
@@ -284,7 +164,7 @@ fn seconds(value: f64) -> Duration {
 #[pymethods]
 impl Server {
     #[new]
-    #[pyo3(signature = (listeners, dispatch, *, threads, connection_limit, channel_request_lookahead, header_timeout, channel_timeout,
+    #[pyo3(signature = (listeners, sites, *, threads, connection_limit, channel_request_lookahead, header_timeout, channel_timeout,
         inbuf_overflow, shutdown_timeout, ident, recv_bytes, log_socket_errors,
         outbuf_overflow, outbuf_high_watermark, max_request_header_size, max_request_body_size, max_request_line, max_request_headers))]
     #[allow(
@@ -292,8 +172,9 @@ impl Server {
         reason = "one keyword argument per Adjustments option"
     )]
     fn new(
+        py: Python<'_>,
         listeners: Vec<(RawFd, bool)>,
-        dispatch: Py<PyAny>,
+        sites: Vec<SiteArgs>,
         threads: usize,
         connection_limit: usize,
         channel_request_lookahead: usize,
@@ -331,11 +212,32 @@ impl Server {
             outbuf_overflow,
             outbuf_high_watermark,
         };
+        let sites = sites
+            .into_iter()
+            .map(
+                |(app, server_name, server_port, url_scheme, url_prefix, ident, expose)| {
+                    let header = ident
+                        .extract::<String>(py)
+                        .ok()
+                        .filter(|ident| !ident.is_empty());
+                    Site {
+                        app,
+                        server_name: PyString::new(py, &server_name).unbind(),
+                        server_port: PyString::new(py, &server_port).unbind(),
+                        url_scheme: PyString::new(py, &url_scheme).unbind(),
+                        url_prefix,
+                        software: ident,
+                        ident: header,
+                        expose_tracebacks: expose,
+                    }
+                },
+            )
+            .collect();
         Self {
             listeners,
             config,
             threads,
-            dispatch,
+            sites: Arc::new(sites),
             stop: Mutex::new(StopHandle::new()),
         }
     }
@@ -361,10 +263,12 @@ impl Server {
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let queued = Arc::new(AtomicUsize::new(0));
         let busy = Arc::new(AtomicUsize::new(0));
+        let helpers = Arc::new(Helpers::load(py)?);
         let mut workers = Vec::with_capacity(self.threads);
         for n in 0..self.threads {
             let jobs = Arc::clone(&jobs_rx);
-            let dispatch = self.dispatch.clone_ref(py);
+            let sites = Arc::clone(&self.sites);
+            let helpers = Arc::clone(&helpers);
             let counters = Counters {
                 queued: Arc::clone(&queued),
                 busy: Arc::clone(&busy),
@@ -372,7 +276,7 @@ impl Server {
             workers.push(
                 thread::Builder::new()
                     .name(format!("waitress-{n}"))
-                    .spawn(move || worker(&dispatch, &jobs, &counters))?,
+                    .spawn(move || worker(&sites, &helpers, &jobs, &counters))?,
             );
         }
         let log = Arc::new(LogQueue::default());

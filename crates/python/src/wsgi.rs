@@ -1,0 +1,1014 @@
+//! One WSGI call on a worker thread (SPEC §3.8–§3.12), with the GIL taken once per request.
+//!
+//! Rules:
+//! 1. The environ is built here from the head the I/O thread already parsed: keys interned,
+//!    values decoded as latin-1, exactly the keys of SPEC §3.8. A request target that is not
+//!    a plain origin-form path (absolute-form, `//…`, `*`) is split by Python's
+//!    `waitress.parser.split_uri`, so the rare forms keep waitress's exact semantics.
+//! 2. `start_response` and `write` are one object, [`Call`], with the rules of §3.9 (`exc_info`,
+//!    a second call, hop-by-hop names, CR/LF/NUL) and the framing of §3.10 (Content-Length
+//!    truncation and shortfall, chunked on 1.1, close-delimited on 1.0, no body for HEAD,
+//!    1xx/204/304). The response head is held back until body bytes come, so a head and a
+//!    small body leave in one write.
+//! 3. Bytes go to the connection through `waitress_server::Responder` with the GIL released
+//!    while the connection is behind. A `wsgi.file_wrapper` over a regular file goes out
+//!    with sendfile (§3.12).
+//! 4. Failures end as waitress ends them: `ClientDisconnected` is logged at INFO and the
+//!    connection closed; any other exception is logged (`Exception while serving <path>`)
+//!    and becomes a 500 if nothing was sent, else a close. The application iterable's
+//!    `close()` is called exactly once.
+//!
+//! The Python class `waitress.task.WSGITask` implements the same rules for code that drives
+//! waitress's task API directly; `tests/compat` and `tests/functional` hold both to SPEC.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use waitress_http::encode::DateCache;
+use waitress_http::request::{BodyKind, RequestHead, Version};
+use waitress_server::{Peer, Request, RequestBody, Responder};
+
+/// What the environ and the response need of the server a request came in on.
+#[derive(Debug)]
+pub(crate) struct Site {
+    pub(crate) app: Py<PyAny>,
+    pub(crate) server_name: Py<PyString>,
+    pub(crate) server_port: Py<PyString>,
+    pub(crate) url_scheme: Py<PyString>,
+    pub(crate) url_prefix: String,
+    /// `SERVER_SOFTWARE`: the `ident` option as given.
+    pub(crate) software: Py<PyAny>,
+    /// The `Server` header (`ident`, None when empty).
+    pub(crate) ident: Option<String>,
+    pub(crate) expose_tracebacks: bool,
+}
+
+/// Python objects looked up once per run.
+#[derive(Debug)]
+pub(crate) struct Helpers {
+    bytes_io: Py<PyAny>,
+    fdopen: Py<PyAny>,
+    sys: Py<PyAny>,
+    split_uri: Py<PyAny>,
+    file_wrapper: Py<PyAny>,
+    regular_fd: Py<PyAny>,
+    normalise_name: Py<PyAny>,
+    client_disconnected: Py<PyAny>,
+    format_exception: Py<PyAny>,
+    logger: Py<PyAny>,
+    wsgi_version: Py<PyTuple>,
+}
+
+impl Helpers {
+    pub(crate) fn load(py: Python<'_>) -> PyResult<Self> {
+        let attr = |module: &str, name: &str| -> PyResult<Py<PyAny>> {
+            Ok(py.import(module)?.getattr(name)?.unbind())
+        };
+        Ok(Self {
+            bytes_io: attr("io", "BytesIO")?,
+            fdopen: attr("os", "fdopen")?,
+            sys: py.import("sys")?.into_any().unbind(),
+            split_uri: attr("waitress.parser", "split_uri")?,
+            file_wrapper: attr("waitress.buffers", "ReadOnlyFileBasedBuffer")?,
+            regular_fd: attr("waitress.server", "_regular_file_descriptor")?,
+            normalise_name: attr("waitress.task", "_normalise_header_name")?,
+            client_disconnected: attr("waitress.channel", "ClientDisconnected")?,
+            format_exception: attr("traceback", "format_exception")?,
+            logger: py
+                .import("logging")?
+                .call_method1("getLogger", ("waitress",))?
+                .unbind(),
+            wsgi_version: PyTuple::new(py, [1, 0])?.unbind(),
+        })
+    }
+}
+
+const GENERIC_500: &str = "The server encountered an unexpected internal server error";
+
+/// Headers an application may not set (PEP 3333); `trailers` is waitress 3.0.2's spelling.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A str from bytes decoded as latin-1 (every byte is one code point).
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if bytes.is_ascii() {
+            return PyString::new(py, text);
+        }
+    }
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &text)
+}
+
+/// Percent-decode as Python's `urllib.parse.unquote_to_bytes` does: `%XX` with two hex
+/// digits becomes a byte, anything else stays as it is.
+fn unquote(raw: &[u8]) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            if let [h, l, after @ ..] = tail {
+                if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
+                    out.push(h << 4 | l);
+                    rest = after;
+                    continue;
+                }
+            }
+        }
+        out.push(b);
+        rest = tail;
+    }
+    out
+}
+
+/// The request target as waitress splits it: (percent-decoded path, query), both latin-1.
+fn split_target<'py>(
+    py: Python<'py>,
+    helpers: &Helpers,
+    target: &[u8],
+) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+    if target.first() == Some(&b'/') && target.get(1) != Some(&b'/') {
+        let before_fragment = target.split(|&b| b == b'#').next().unwrap_or_default();
+        let mut parts = before_fragment.splitn(2, |&b| b == b'?');
+        let path = parts.next().unwrap_or_default();
+        let query = parts.next().unwrap_or_default();
+        return Ok((latin1(py, &unquote(path)), latin1(py, query)));
+    }
+    // Rule 1: the rare forms go through the Python function (urlsplit semantics).
+    let parts = helpers
+        .split_uri
+        .bind(py)
+        .call1((PyBytes::new(py, target),))?;
+    Ok((
+        parts.get_item(2)?.cast_into::<PyString>()?,
+        parts.get_item(3)?.cast_into::<PyString>()?,
+    ))
+}
+
+/// `PATH_INFO` from the decoded path: a leading run of slashes is one slash, and `url_prefix`
+/// is removed when the path is it or starts with it and a slash.
+fn path_info<'a>(path: &'a str, prefix: &str) -> std::borrow::Cow<'a, str> {
+    let mut path = std::borrow::Cow::Borrowed(path);
+    if path.starts_with("//") {
+        path = std::borrow::Cow::Owned(format!("/{}", path.trim_start_matches('/')));
+    }
+    if !prefix.is_empty() {
+        if path == prefix {
+            return std::borrow::Cow::Borrowed("");
+        }
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.starts_with('/') {
+                return std::borrow::Cow::Owned(rest.to_owned());
+            }
+        }
+    }
+    path
+}
+
+/// The values of every `name` field joined with ", " and lower-cased (waitress compares the
+/// joined value).
+fn joined_lowercase(head: &RequestHead, name: &[u8]) -> String {
+    let mut joined = Vec::new();
+    for (field, value) in head.headers() {
+        if field.eq_ignore_ascii_case(name) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value);
+        }
+    }
+    joined
+        .iter()
+        .map(|&b| char::from(b))
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// `waitress.client_disconnected` in the environ.
+#[pyclass(module = "waitress._core", frozen)]
+#[derive(Debug)]
+pub struct ClientDisconnectedCheck {
+    flag: Arc<AtomicBool>,
+}
+
+#[pymethods]
+impl ClientDisconnectedCheck {
+    fn __call__(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// Everything known about the request that shapes the response.
+#[derive(Debug)]
+struct RequestFacts {
+    http11: bool,
+    is_head: bool,
+    /// The `Connection` header, lower-cased.
+    connection: String,
+    wants_close: bool,
+}
+
+/// `start_response` (calling the object) and `write` for one request (rule 2).
+#[pyclass(module = "waitress._core")]
+#[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the response flags of waitress's Task, each read on its own"
+)]
+pub struct Call {
+    responder: Option<Responder>,
+    facts: RequestFacts,
+    ident: Option<String>,
+    logger: Py<PyAny>,
+    normalise_name: Py<PyAny>,
+    client_disconnected: Py<PyAny>,
+    start_secs: u64,
+    status: String,
+    headers: Vec<(String, String)>,
+    content_length: Option<i64>,
+    /// `start_response` was called.
+    complete: bool,
+    wrote_header: bool,
+    /// The head, built and not yet sent.
+    held: Vec<u8>,
+    written: i64,
+    logged_excess: bool,
+    logged_no_body: bool,
+    close_on_finish: bool,
+    chunked: bool,
+}
+
+fn has_control(text: &str, chars: &[char]) -> bool {
+    text.contains(chars)
+}
+
+impl Call {
+    fn has_body(&self) -> bool {
+        let status = self.status.as_bytes();
+        !(status.first() == Some(&b'1') || status.starts_with(b"204") || status.starts_with(b"304"))
+    }
+
+    fn sends_body(&self) -> bool {
+        self.has_body() && !self.facts.is_head
+    }
+
+    fn disconnected(&self, py: Python<'_>) -> PyErr {
+        match self
+            .client_disconnected
+            .bind(py)
+            .call1(("Client disconnected",))
+        {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        }
+    }
+
+    /// Send `data` after whatever head is held (rule 3).
+    fn send(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let mut out = std::mem::take(&mut self.held);
+        out.extend_from_slice(data);
+        if out.is_empty() {
+            return Ok(());
+        }
+        let Some(responder) = self.responder.as_mut() else {
+            return Err(self.disconnected(py));
+        };
+        let sent = py.detach(|| responder.write_raw(out));
+        sent.map_err(|_| self.disconnected(py))
+    }
+
+    fn normalise(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        if !name.is_ascii() {
+            return self.normalise_name.bind(py).call1((name,))?.extract();
+        }
+        let mut out = String::with_capacity(name.len());
+        for (n, part) in name.split('-').enumerate() {
+            if n > 0 {
+                out.push('-');
+            }
+            let mut chars = part.chars();
+            if let Some(first) = chars.next() {
+                out.push(first.to_ascii_uppercase());
+                out.extend(chars.map(|c| c.to_ascii_lowercase()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The response head (SPEC §3.7, §3.10); decides framing and persistence.
+    fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
+        let bodiless = !self.has_body();
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(self.headers.len() + 5);
+        let mut has_length = false;
+        let mut has_connection = false;
+        let mut has_server = false;
+        let mut has_date = false;
+        for (raw_name, value) in &self.headers {
+            let name = self.normalise(py, raw_name)?;
+            match name.as_str() {
+                "Content-Length" if bodiless => continue,
+                "Content-Length" => has_length = true,
+                "Connection" => has_connection = true,
+                "Server" => has_server = true,
+                "Date" => has_date = true,
+                _ => {}
+            }
+            headers.push((name, value.clone()));
+        }
+        if bodiless {
+            self.content_length = None;
+        } else if let (Some(length), false) = (self.content_length, has_length) {
+            headers.push(("Content-Length".to_owned(), length.to_string()));
+            has_length = true;
+        }
+        let length_known = has_length || bodiless;
+        let mut keep_alive = if self.facts.http11 {
+            let keep = self.facts.connection != "close" && !self.facts.wants_close;
+            if length_known {
+                keep
+            } else {
+                // Chunked, then close (waitress Q5).
+                headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
+                self.chunked = true;
+                false
+            }
+        } else {
+            self.facts.connection == "keep-alive" && length_known
+        };
+        if self.responder.as_ref().is_some_and(Responder::is_stopping) {
+            self.close_on_finish = true;
+        }
+        if self.close_on_finish {
+            keep_alive = false;
+        }
+        if !keep_alive {
+            self.close_on_finish = true;
+            if !has_connection {
+                headers.push(("Connection".to_owned(), "close".to_owned()));
+            }
+        } else if !self.facts.http11 {
+            headers.push(("Connection".to_owned(), "Keep-Alive".to_owned()));
+        }
+        if has_server {
+            let via = self.ident.clone().unwrap_or_else(|| "waitress".to_owned());
+            headers.push(("Via".to_owned(), via));
+        } else if let Some(ident) = &self.ident {
+            headers.push(("Server".to_owned(), ident.clone()));
+        }
+        if !has_date {
+            let date = DateCache::format(self.start_secs);
+            headers.push((
+                "Date".to_owned(),
+                String::from_utf8_lossy(&date).into_owned(),
+            ));
+        }
+        headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
+        let version = if self.facts.http11 { "1.1" } else { "1.0" };
+        let mut text = format!("HTTP/{version} {}\r\n", self.status);
+        for (name, value) in &headers {
+            text.push_str(name);
+            text.push_str(": ");
+            text.push_str(value);
+            text.push_str("\r\n");
+        }
+        text.push_str("\r\n");
+        self.headers = headers;
+        if text.chars().all(|c| u32::from(c) <= 0xFF) {
+            return Ok(text.chars().map(|c| c as u8).collect());
+        }
+        // PEP 3333: header text is latin-1; raise exactly what Python's encoder raises.
+        PyString::new(py, &text).call_method1("encode", ("latin-1",))?;
+        Err(PyValueError::new_err("response head is not latin-1"))
+    }
+
+    /// `Task.write` of waitress (SPEC §3.10): the first call sends the head.
+    fn write_bytes(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        if !self.wrote_header {
+            self.held = self.build_head(py)?;
+            self.wrote_header = true;
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+        if !self.has_body() {
+            self.written = self.written.saturating_add(len);
+            if !self.logged_no_body {
+                self.logger.bind(py).call_method1(
+                    "warning",
+                    (
+                        "application-written content was ignored due to HTTP response that \
+                         may not contain a message-body: (%s)",
+                        self.status.as_str(),
+                    ),
+                )?;
+                self.logged_no_body = true;
+            }
+            return Ok(());
+        }
+        let mut data = data;
+        if let Some(limit) = self.content_length {
+            let room = usize::try_from(limit.saturating_sub(self.written).max(0)).unwrap_or(0);
+            if data.len() > room {
+                data = data.get(..room).unwrap_or_default();
+                if !self.logged_excess {
+                    self.logger.bind(py).call_method1(
+                        "warning",
+                        (
+                            "application-written content exceeded the number of bytes \
+                             specified by Content-Length header (%s)",
+                            limit,
+                        ),
+                    )?;
+                    self.logged_excess = true;
+                }
+            }
+        }
+        self.written = self
+            .written
+            .saturating_add(i64::try_from(data.len()).unwrap_or(i64::MAX));
+        if data.is_empty() || !self.sends_body() {
+            return Ok(());
+        }
+        if self.chunked {
+            let mut framed = format!("{:X}\r\n", data.len()).into_bytes();
+            framed.extend_from_slice(data);
+            framed.extend_from_slice(b"\r\n");
+            return self.send(py, &framed);
+        }
+        self.send(py, data)
+    }
+
+    /// `Task.finish`: the head if nothing was written, the last chunk, and anything held.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !self.wrote_header {
+            self.write_bytes(py, b"")?;
+        }
+        if self.chunked && self.sends_body() {
+            self.send(py, b"0\r\n\r\n")?;
+        }
+        self.send(py, b"")
+    }
+
+    /// A body shorter than its Content-Length ends the connection (SPEC §3.10).
+    fn check_length(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(declared) = self.content_length else {
+            return Ok(());
+        };
+        if self.written >= declared || self.facts.is_head {
+            return Ok(());
+        }
+        self.close_on_finish = true;
+        self.logger.bind(py).call_method1(
+            "warning",
+            (
+                "application returned too few bytes (%s) for specified Content-Length (%s) \
+                 via app_iter",
+                self.written,
+                declared,
+            ),
+        )?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Call {
+    /// `start_response(status, headers, exc_info=None)` (SPEC §3.9); returns `write`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        {
+            let this = slf.borrow();
+            let raising = match exc_info {
+                Some(info) if info.is_truthy()? => {
+                    let value = info.get_item(1)?;
+                    if value.is_none() {
+                        None
+                    } else {
+                        Some((value, info.get_item(2)?))
+                    }
+                }
+                _ => None,
+            };
+            if let Some((value, traceback)) = raising {
+                if this.wrote_header {
+                    // Too late to change the response: the caller's error ends it.
+                    let exc = value.call_method1("with_traceback", (traceback,))?;
+                    return Err(PyErr::from_value(exc));
+                }
+            } else if this.complete {
+                return Err(PyAssertionError::new_err(
+                    "start_response called a second time without providing exc_info.",
+                ));
+            }
+        }
+        let Ok(status_text) = status.cast::<PyString>() else {
+            return Err(PyAssertionError::new_err(format!(
+                "status {} is not a string",
+                status.repr()?
+            )));
+        };
+        let status_text = status_text.to_str()?.to_owned();
+        if has_control(&status_text, &['\r', '\n']) {
+            return Err(PyValueError::new_err(
+                "carriage return/line feed character present in status",
+            ));
+        }
+        if status_text.contains('\0') {
+            return Err(PyValueError::new_err("NUL character present in status"));
+        }
+        let mut content_length = None;
+        let mut checked = Vec::new();
+        for header in headers.try_iter()? {
+            let header = header?;
+            let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
+            let Ok(name_text) = name.cast::<PyString>() else {
+                return Err(PyAssertionError::new_err(format!(
+                    "Header name {} is not a string in {}",
+                    name.repr()?,
+                    header.repr()?
+                )));
+            };
+            let Ok(value_text) = value.cast::<PyString>() else {
+                return Err(PyAssertionError::new_err(format!(
+                    "Header value {} is not a string in {}",
+                    value.repr()?,
+                    header.repr()?
+                )));
+            };
+            let name_text = name_text.to_str()?;
+            let value_text = value_text.to_str()?;
+            if has_control(value_text, &['\r', '\n']) {
+                return Err(PyValueError::new_err(
+                    "carriage return/line feed character present in header value",
+                ));
+            }
+            if has_control(name_text, &['\r', '\n']) {
+                return Err(PyValueError::new_err(
+                    "carriage return/line feed character present in header name",
+                ));
+            }
+            if name_text.contains('\0') || value_text.contains('\0') {
+                return Err(PyValueError::new_err("NUL character present in header"));
+            }
+            let lowered = name_text.to_lowercase();
+            if lowered == "content-length" {
+                let parsed = py
+                    .get_type::<pyo3::types::PyInt>()
+                    .call1((value.clone(),))?;
+                content_length = Some(parsed.extract::<i64>()?);
+            } else if HOP_BY_HOP.contains(&lowered.as_str()) {
+                return Err(PyAssertionError::new_err(format!(
+                    "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
+                     application (see PEP 3333)"
+                )));
+            }
+            checked.push((name_text.to_owned(), value_text.to_owned()));
+        }
+        {
+            let mut this = slf.borrow_mut();
+            this.status = status_text;
+            this.headers = checked;
+            this.content_length = content_length;
+            this.complete = true;
+        }
+        slf.getattr(intern!(py, "write"))
+    }
+
+    /// The WSGI `write` callable.
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.complete {
+            return Err(PyRuntimeError::new_err(
+                "start_response was not called before body written",
+            ));
+        }
+        let Ok(bytes) = data.cast::<PyBytes>() else {
+            return Err(PyTypeError::new_err(format!(
+                "WSGI response body must be bytes, not {}",
+                data.get_type().name()?
+            )));
+        };
+        self.write_bytes(py, bytes.as_bytes())
+    }
+}
+
+/// The `wsgi.input` stream and the decoded body length.
+fn body_stream<'py>(
+    py: Python<'py>,
+    helpers: &Helpers,
+    body: RequestBody,
+) -> PyResult<(Bound<'py, PyAny>, u64)> {
+    match body {
+        RequestBody::Memory(bytes) => {
+            let len = bytes.len() as u64;
+            let stream = helpers
+                .bytes_io
+                .bind(py)
+                .call1((PyBytes::new(py, &bytes),))?;
+            Ok((stream, len))
+        }
+        RequestBody::File(file) => {
+            use std::os::fd::IntoRawFd;
+            let len = file.metadata()?.len();
+            let fd = file.into_raw_fd();
+            let stream = helpers.fdopen.bind(py).call1((fd, "rb"))?;
+            Ok((stream, len))
+        }
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the environ's inputs, each used once"
+)]
+fn build_environ<'py>(
+    py: Python<'py>,
+    site: &Site,
+    helpers: &Helpers,
+    request: &Facts<'_>,
+    path: &str,
+    query: &Bound<'py, PyString>,
+    input: &Bound<'py, PyAny>,
+    body_len: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let head = request.head;
+    let env = PyDict::new(py);
+    env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method()))?;
+    env.set_item(intern!(py, "SCRIPT_NAME"), site.url_prefix.as_str())?;
+    env.set_item(
+        intern!(py, "PATH_INFO"),
+        path_info(path, &site.url_prefix).as_ref(),
+    )?;
+    env.set_item(intern!(py, "QUERY_STRING"), query)?;
+    env.set_item(intern!(py, "REQUEST_URI"), latin1(py, head.target()))?;
+    let protocol = match head.version() {
+        Version::Http11 => intern!(py, "HTTP/1.1"),
+        Version::Http10 => intern!(py, "HTTP/1.0"),
+    };
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
+    env.set_item(intern!(py, "SERVER_NAME"), site.server_name.bind(py))?;
+    env.set_item(intern!(py, "SERVER_PORT"), site.server_port.bind(py))?;
+    env.set_item(intern!(py, "SERVER_SOFTWARE"), site.software.bind(py))?;
+    let (addr, port) = match request.peer {
+        Peer::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
+        Peer::Unix => ("localhost".to_owned(), "None".to_owned()),
+    };
+    let addr = PyString::new(py, &addr);
+    env.set_item(intern!(py, "REMOTE_ADDR"), &addr)?;
+    env.set_item(intern!(py, "REMOTE_HOST"), &addr)?;
+    env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+    env.set_item(intern!(py, "wsgi.version"), helpers.wsgi_version.bind(py))?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), site.url_scheme.bind(py))?;
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+    env.set_item(
+        intern!(py, "wsgi.errors"),
+        helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
+    )?;
+    env.set_item(intern!(py, "wsgi.multithread"), true)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        helpers.file_wrapper.bind(py),
+    )?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    let check = ClientDisconnectedCheck {
+        flag: Arc::clone(request.disconnected),
+    };
+    env.set_item(intern!(py, "waitress.client_disconnected"), check)?;
+    // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
+    // dropped (the body is already decoded).
+    let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(head.headers().len());
+    for (name, value) in head.headers() {
+        let key: String = name
+            .iter()
+            .map(|&b| match b {
+                b'-' => '_',
+                _ => char::from(b.to_ascii_uppercase()),
+            })
+            .collect();
+        if key == "TRANSFER_ENCODING" {
+            continue;
+        }
+        if let Some((_, joined)) = fields.iter_mut().find(|(k, _)| *k == key) {
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value);
+        } else {
+            fields.push((key, value.to_vec()));
+        }
+    }
+    if matches!(head.body(), BodyKind::Chunked) {
+        let length = body_len.to_string().into_bytes();
+        match fields.iter_mut().find(|(k, _)| k == "CONTENT_LENGTH") {
+            Some((_, value)) => *value = length,
+            None => fields.push(("CONTENT_LENGTH".to_owned(), length)),
+        }
+    }
+    for (key, value) in fields {
+        let value = latin1(py, &value);
+        if key == "CONTENT_LENGTH" || key == "CONTENT_TYPE" {
+            env.set_item(key, value)?;
+        } else {
+            env.set_item(format!("HTTP_{key}"), value)?;
+        }
+    }
+    Ok(env)
+}
+
+/// Hand a seekable `wsgi.file_wrapper` to the connection (SPEC §3.12). False: the caller
+/// iterates it instead.
+fn send_file_wrapper(
+    py: Python<'_>,
+    helpers: &Helpers,
+    call: &Bound<'_, Call>,
+    wrapper: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let declared = call.borrow().content_length;
+    let size: i64 = wrapper
+        .call_method1(intern!(py, "prepare"), (declared,))?
+        .extract()?;
+    if size == 0 {
+        return Ok(false);
+    }
+    {
+        let mut this = call.borrow_mut();
+        if declared != Some(size) {
+            if declared.is_some() {
+                this.headers
+                    .retain(|(name, _)| !name.eq_ignore_ascii_case("content-length"));
+            }
+            this.content_length = Some(size);
+        }
+        this.write_bytes(py, b"")?;
+        if !this.sends_body() {
+            return Ok(false);
+        }
+    }
+    let sent = send_wrapper_bytes(py, helpers, call, wrapper, size);
+    let closed = wrapper.call_method0(intern!(py, "close"));
+    sent?;
+    closed?;
+    let mut this = call.borrow_mut();
+    this.written = this.written.saturating_add(size);
+    Ok(true)
+}
+
+fn send_wrapper_bytes(
+    py: Python<'_>,
+    helpers: &Helpers,
+    call: &Bound<'_, Call>,
+    wrapper: &Bound<'_, PyAny>,
+    size: i64,
+) -> PyResult<()> {
+    let file = wrapper.getattr(intern!(py, "file"))?;
+    let fd = helpers.regular_fd.bind(py).call1((&file,))?;
+    let size_u = u64::try_from(size).unwrap_or(0);
+    if !fd.is_none() {
+        let fd: i32 = fd.extract()?;
+        let offset: u64 = file.call_method0(intern!(py, "tell"))?.extract()?;
+        // SAFETY: `fd` belongs to `file`, which the wrapper keeps open until it is closed
+        // after this call; the descriptor is only borrowed to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let owned = std::fs::File::from(borrowed.try_clone_to_owned()?);
+        let mut this = call.borrow_mut();
+        this.send(py, b"")?;
+        let Some(responder) = this.responder.as_mut() else {
+            return Err(this.disconnected(py));
+        };
+        if responder.send_file(owned, offset, size_u).is_err() {
+            return Err(this.disconnected(py));
+        }
+        return Ok(());
+    }
+    let block: i64 = wrapper.getattr(intern!(py, "block_size"))?.extract()?;
+    let mut left = size;
+    while left > 0 {
+        let piece = wrapper.call_method1(intern!(py, "get"), (left.min(block.max(1)), true))?;
+        let piece = piece.cast::<PyBytes>()?;
+        if piece.as_bytes().is_empty() {
+            break;
+        }
+        left -= i64::try_from(piece.as_bytes().len()).unwrap_or(i64::MAX);
+        call.borrow_mut().send(py, piece.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `len(app_iter)`, None when it has no length (a `TypeError`); other errors propagate.
+fn known_length(py: Python<'_>, app_iter: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    match app_iter.len() {
+        Ok(n) => Ok(Some(n)),
+        Err(err) if err.is_instance_of::<PyTypeError>(py) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Write one item of the application iterable; the first may fix the Content-Length.
+fn write_item(
+    py: Python<'_>,
+    call: &Bound<'_, Call>,
+    app_iter: &Bound<'_, PyAny>,
+    chunk: &Bound<'_, PyAny>,
+    first: bool,
+) -> PyResult<()> {
+    if first {
+        let this = call.borrow();
+        let unknown = this.content_length.is_none() && !this.wrote_header;
+        drop(this);
+        // A one-item iterable gives its length (PEP 3333), unless write() already sent
+        // the head (waitress Q9).
+        if unknown && known_length(py, app_iter)? == Some(1) {
+            let length = i64::try_from(chunk.len()?).unwrap_or(i64::MAX);
+            call.borrow_mut().content_length = Some(length);
+        }
+    }
+    if let Ok(bytes) = chunk.cast::<PyBytes>() {
+        if bytes.as_bytes().is_empty() {
+            return Ok(());
+        }
+        return call.borrow_mut().write_bytes(py, bytes.as_bytes());
+    }
+    if chunk.is_truthy()? {
+        call.borrow_mut().write(py, chunk)?;
+    }
+    Ok(())
+}
+
+/// `WSGITask.execute`: call the application and send what it returns.
+fn execute(
+    py: Python<'_>,
+    site: &Site,
+    helpers: &Helpers,
+    environ: &Bound<'_, PyDict>,
+    call: &Bound<'_, Call>,
+) -> PyResult<()> {
+    let app_iter = site.app.bind(py).call1((environ, call))?;
+    let mut handed_over = false;
+    let result = (|| -> PyResult<()> {
+        if app_iter.is_instance(helpers.file_wrapper.bind(py))? && call.borrow().complete {
+            handed_over = send_file_wrapper(py, helpers, call, &app_iter)?;
+            if call.borrow().wrote_header {
+                return Ok(());
+            }
+        }
+        if app_iter.is_exact_instance_of::<PyList>() {
+            let list = app_iter.cast::<PyList>()?;
+            let mut n = 0;
+            while let Ok(chunk) = list.get_item(n) {
+                write_item(py, call, &app_iter, &chunk, n == 0)?;
+                n += 1;
+            }
+        } else {
+            let mut first = true;
+            for chunk in app_iter.try_iter()? {
+                write_item(py, call, &app_iter, &chunk?, first)?;
+                first = false;
+            }
+        }
+        call.borrow_mut().check_length(py)
+    })();
+    if !handed_over {
+        match app_iter.getattr_opt(intern!(py, "close"))? {
+            Some(close) if !close.is_none() => {
+                close.call0()?;
+            }
+            _ => {}
+        }
+    }
+    result
+}
+
+/// Serve one request on the calling worker thread (module rules).
+pub(crate) fn serve(
+    py: Python<'_>,
+    site: &Site,
+    helpers: &Helpers,
+    request: Request,
+    responder: Responder,
+) -> PyResult<()> {
+    let Request {
+        head,
+        body,
+        peer,
+        disconnected,
+        closing,
+        ..
+    } = request;
+    let head = &head;
+    let start_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let facts = RequestFacts {
+        http11: matches!(head.version(), Version::Http11),
+        is_head: head.is_head(),
+        connection: joined_lowercase(head, b"connection"),
+        wants_close: head.wants_close(),
+    };
+    let call = Call {
+        responder: Some(responder),
+        facts,
+        ident: site.ident.clone(),
+        logger: helpers.logger.clone_ref(py),
+        normalise_name: helpers.normalise_name.clone_ref(py),
+        client_disconnected: helpers.client_disconnected.clone_ref(py),
+        start_secs,
+        status: "200 OK".to_owned(),
+        headers: Vec::new(),
+        content_length: None,
+        complete: false,
+        wrote_header: false,
+        held: Vec::new(),
+        written: 0,
+        logged_excess: false,
+        logged_no_body: false,
+        close_on_finish: closing,
+        chunked: false,
+    };
+    let call = Bound::new(py, call)?;
+    let mut path = String::new();
+    let mut input: Option<Bound<'_, PyAny>> = None;
+    let outcome = (|| -> PyResult<()> {
+        let (decoded, query) = split_target(py, helpers, head.target())?;
+        decoded.to_str()?.clone_into(&mut path);
+        let (stream, body_len) = body_stream(py, helpers, body)?;
+        input = Some(stream.clone());
+        let facts = Facts {
+            head,
+            peer: &peer,
+            disconnected: &disconnected,
+        };
+        let environ = build_environ(py, site, helpers, &facts, &path, &query, &stream, body_len)?;
+        execute(py, site, helpers, &environ, &call)?;
+        call.borrow_mut().finish(py)
+    })();
+    if let Some(stream) = input {
+        stream.call_method0(intern!(py, "close"))?;
+    }
+    let mut this = call.borrow_mut();
+    let Some(responder) = this.responder.take() else {
+        return Ok(());
+    };
+    let logger = helpers.logger.bind(py);
+    match outcome {
+        Ok(()) => {
+            let _ = responder.finish_raw(!this.close_on_finish);
+        }
+        Err(err) if err.is_instance(py, helpers.client_disconnected.bind(py)) => {
+            logger.call_method1("info", ("Client disconnected while serving %s", &path))?;
+            let _ = responder.finish_raw(false);
+        }
+        Err(err) => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", err.value(py))?;
+            logger.call_method(
+                "error",
+                ("Exception while serving %s", &path),
+                Some(&kwargs),
+            )?;
+            let detail = if site.expose_tracebacks {
+                let lines = helpers.format_exception.bind(py).call1((err.value(py),))?;
+                PyString::new(py, "")
+                    .call_method1("join", (lines,))?
+                    .extract::<String>()?
+            } else {
+                GENERIC_500.to_owned()
+            };
+            responder.abort(&detail);
+        }
+    }
+    Ok(())
+}
+
+/// The parts of a request the environ reads (the body is consumed separately).
+struct Facts<'a> {
+    head: &'a RequestHead,
+    peer: &'a Peer,
+    disconnected: &'a Arc<AtomicBool>,
+}
