@@ -143,17 +143,27 @@ fn worker(sites: &[Site], helpers: &Helpers, jobs: &Mutex<Receiver<Job>>, counte
         };
         counters.busy.fetch_add(1, Ordering::AcqRel);
         counters.queued.fetch_sub(1, Ordering::AcqRel);
-        Python::attach(|py| {
-            let site = sites.get(request.listener).or_else(|| sites.first());
-            let Some(site) = site else {
-                responder.abort("no application for this listener");
-                return;
-            };
-            if let Err(err) = wsgi::serve(py, site, helpers, request, responder) {
+        let Some(site) = sites.get(request.listener).or_else(|| sites.first()) else {
+            responder.abort("no application for this listener");
+            counters.busy.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        };
+        let ended = Python::attach(|py| {
+            wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
                 err.write_unraisable(py, None);
-            }
+                None
+            })
         });
+        // Idle before the response completes: the client's next request must not find this
+        // worker counted busy (a false "Task queue depth" warning).
         counters.busy.fetch_sub(1, Ordering::AcqRel);
+        match ended {
+            Some((responder, wsgi::Ending::Finish(keep_alive))) => {
+                let _ = responder.finish_raw(keep_alive);
+            }
+            Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
+            None => {}
+        }
     }
 }
 
@@ -229,6 +239,7 @@ impl Server {
                         software: ident,
                         ident: header,
                         expose_tracebacks: expose,
+                        template: std::sync::OnceLock::new(),
                     }
                 },
             )

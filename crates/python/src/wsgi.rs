@@ -46,6 +46,42 @@ pub(crate) struct Site {
     /// The `Server` header (`ident`, None when empty).
     pub(crate) ident: Option<String>,
     pub(crate) expose_tracebacks: bool,
+    /// The environ keys that are the same for every request, copied per request.
+    pub(crate) template: std::sync::OnceLock<Py<PyDict>>,
+}
+
+impl Site {
+    fn template<'py>(&self, py: Python<'py>, helpers: &Helpers) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(template) = self.template.get() {
+            return Ok(template.bind(py).clone());
+        }
+        let env = PyDict::new(py);
+        env.set_item(intern!(py, "SCRIPT_NAME"), self.url_prefix.as_str())?;
+        env.set_item(intern!(py, "SERVER_NAME"), self.server_name.bind(py))?;
+        env.set_item(intern!(py, "SERVER_PORT"), self.server_port.bind(py))?;
+        env.set_item(intern!(py, "SERVER_SOFTWARE"), self.software.bind(py))?;
+        env.set_item(intern!(py, "wsgi.version"), helpers.wsgi_version.bind(py))?;
+        env.set_item(intern!(py, "wsgi.url_scheme"), self.url_scheme.bind(py))?;
+        env.set_item(intern!(py, "wsgi.multithread"), true)?;
+        env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+        env.set_item(intern!(py, "wsgi.run_once"), false)?;
+        env.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            helpers.file_wrapper.bind(py),
+        )?;
+        env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        let _ = self.template.set(env.clone().unbind());
+        Ok(env)
+    }
+}
+
+/// How a response ends, decided with the GIL held and carried out after it is released.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// Complete; keep the connection if true and HTTP allows.
+    Finish(bool),
+    /// A 500 with this detail if nothing was sent, else a close.
+    Abort(String),
 }
 
 /// Python objects looked up once per run.
@@ -659,9 +695,8 @@ fn build_environ<'py>(
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
-    let env = PyDict::new(py);
+    let env = site.template(py, helpers)?.copy()?;
     env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method()))?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), site.url_prefix.as_str())?;
     env.set_item(
         intern!(py, "PATH_INFO"),
         path_info(path, &site.url_prefix).as_ref(),
@@ -673,9 +708,6 @@ fn build_environ<'py>(
         Version::Http10 => intern!(py, "HTTP/1.0"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    env.set_item(intern!(py, "SERVER_NAME"), site.server_name.bind(py))?;
-    env.set_item(intern!(py, "SERVER_PORT"), site.server_port.bind(py))?;
-    env.set_item(intern!(py, "SERVER_SOFTWARE"), site.software.bind(py))?;
     let (addr, port) = match request.peer {
         Peer::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
         Peer::Unix => ("localhost".to_owned(), "None".to_owned()),
@@ -684,21 +716,11 @@ fn build_environ<'py>(
     env.set_item(intern!(py, "REMOTE_ADDR"), &addr)?;
     env.set_item(intern!(py, "REMOTE_HOST"), &addr)?;
     env.set_item(intern!(py, "REMOTE_PORT"), port)?;
-    env.set_item(intern!(py, "wsgi.version"), helpers.wsgi_version.bind(py))?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), site.url_scheme.bind(py))?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     env.set_item(
         intern!(py, "wsgi.errors"),
         helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
     )?;
-    env.set_item(intern!(py, "wsgi.multithread"), true)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    env.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        helpers.file_wrapper.bind(py),
-    )?;
-    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     let check = ClientDisconnectedCheck {
         flag: Arc::clone(request.disconnected),
     };
@@ -905,14 +927,16 @@ fn execute(
     result
 }
 
-/// Serve one request on the calling worker thread (module rules).
+/// Serve one request on the calling worker thread (module rules). Returns the responder and
+/// how to end the response, for the caller to carry out once the GIL is released; None when
+/// the response already ended.
 pub(crate) fn serve(
     py: Python<'_>,
     site: &Site,
     helpers: &Helpers,
     request: Request,
     responder: Responder,
-) -> PyResult<()> {
+) -> PyResult<Option<(Responder, Ending)>> {
     let Request {
         head,
         body,
@@ -968,21 +992,20 @@ pub(crate) fn serve(
         execute(py, site, helpers, &environ, &call)?;
         call.borrow_mut().finish(py)
     })();
+    let responder = call.borrow_mut().responder.take();
+    let close_on_finish = call.borrow().close_on_finish;
     if let Some(stream) = input {
         stream.call_method0(intern!(py, "close"))?;
     }
-    let mut this = call.borrow_mut();
-    let Some(responder) = this.responder.take() else {
-        return Ok(());
+    let Some(responder) = responder else {
+        return Ok(None);
     };
     let logger = helpers.logger.bind(py);
-    match outcome {
-        Ok(()) => {
-            let _ = responder.finish_raw(!this.close_on_finish);
-        }
+    let ending = match outcome {
+        Ok(()) => Ending::Finish(!close_on_finish),
         Err(err) if err.is_instance(py, helpers.client_disconnected.bind(py)) => {
             logger.call_method1("info", ("Client disconnected while serving %s", &path))?;
-            let _ = responder.finish_raw(false);
+            Ending::Finish(false)
         }
         Err(err) => {
             let kwargs = PyDict::new(py);
@@ -992,18 +1015,17 @@ pub(crate) fn serve(
                 ("Exception while serving %s", &path),
                 Some(&kwargs),
             )?;
-            let detail = if site.expose_tracebacks {
+            Ending::Abort(if site.expose_tracebacks {
                 let lines = helpers.format_exception.bind(py).call1((err.value(py),))?;
                 PyString::new(py, "")
                     .call_method1("join", (lines,))?
                     .extract::<String>()?
             } else {
                 GENERIC_500.to_owned()
-            };
-            responder.abort(&detail);
+            })
         }
-    }
-    Ok(())
+    };
+    Ok(Some((responder, ending)))
 }
 
 /// The parts of a request the environ reads (the body is consumed separately).

@@ -181,6 +181,7 @@ async fn run<S: Transport>(
         peer,
         listener,
         out: Vec::new(),
+        inbuf: Vec::new(),
         date: DateCache::new(),
     };
     if let Err(err) = session.serve().await {
@@ -267,6 +268,7 @@ struct Session<'a, S> {
     peer: Peer,
     listener: usize,
     out: Vec<u8>,
+    inbuf: Vec<u8>,
     date: DateCache,
 }
 
@@ -289,10 +291,31 @@ impl<S: Transport> Session<'_, S> {
         Ok(())
     }
 
+    /// The connection's read buffer, taken out of the session while a read uses it (kept
+    /// between requests: a fresh zeroed buffer per read was a tenth of a hello request).
+    fn take_inbuf(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.inbuf);
+        if buf.is_empty() {
+            buf = vec![0u8; self.shared.config.recv_bytes.clamp(1024, 1 << 20)];
+        }
+        buf
+    }
+
     async fn read_until(&mut self, deadline: Instant, watch_stop: bool) -> io::Result<Wait> {
-        let mut buf = vec![0u8; self.shared.config.recv_bytes.clamp(1024, 1 << 20)];
+        let mut buf = self.take_inbuf();
+        let waited = self.read_into(&mut buf, deadline, watch_stop).await;
+        self.inbuf = buf;
+        waited
+    }
+
+    async fn read_into(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        watch_stop: bool,
+    ) -> io::Result<Wait> {
         let read = async {
-            match timeout_at(deadline, self.stream.read(&mut buf)).await {
+            match timeout_at(deadline, self.stream.read(buf)).await {
                 Ok(result) => result.map(Wait::Read),
                 Err(_) => Ok(Wait::TimedOut),
             }
@@ -495,6 +518,18 @@ impl<S: Transport> Session<'_, S> {
 
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
+        let mut scratch = self.take_inbuf();
+        let kept = self.respond_with(head, body, &mut scratch).await;
+        self.inbuf = scratch;
+        kept
+    }
+
+    async fn respond_with(
+        &mut self,
+        head: RequestHead,
+        body: RequestBody,
+        scratch: &mut [u8],
+    ) -> io::Result<bool> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let config = &self.shared.config;
         let budget = Arc::new(Budget::new(
@@ -522,9 +557,8 @@ impl<S: Transport> Session<'_, S> {
             ),
         );
         let mut started = false;
-        let mut scratch = vec![0u8; 16 * 1024];
         loop {
-            let Some(reply) = self.wait_reply(&mut rx, &disconnected, &mut scratch).await else {
+            let Some(reply) = self.wait_reply(&mut rx, &disconnected, scratch).await else {
                 continue;
             };
             let today = self.date.now().to_vec();
