@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.functional.serving import Running, body_of
+from typing import Iterator
+
+import pytest
+
+from tests.apps.rules_app import app as rules_app
+from tests.functional.serving import Running, body_of, parse_responses
 
 
 def test_write_callable(running: Running) -> None:
@@ -36,3 +41,77 @@ def test_close_is_called_exactly_once_per_request(running: Running) -> None:
     wire = b"GET /counted HTTP/1.1\r\n\r\n" * 3 + b"GET /stream HTTP/1.0\r\n\r\n"
     running.exchange(wire)
     assert functional_apps.CLOSED[0] == 4
+
+
+@pytest.fixture(scope="module")
+def rules() -> Iterator[Running]:
+    server = Running(rules_app)
+    yield server
+    server.stop()
+
+
+def ask(server: Running, path: str, method: str = "GET") -> bytes:
+    return server.exchange(f"{method} {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/second-call",  # a second start_response without exc_info
+        "/hop-by-hop",  # PEP 3333: hop-by-hop headers are the server's
+        "/status-not-str",
+        "/header-crlf",  # CR/LF in a header value: never on the wire
+        "/status-nul",
+        "/str-body",  # an iterable of str, not bytes
+    ],
+)
+def test_rule_violations_before_the_head_are_500(rules: Running, path: str) -> None:
+    response = ask(rules, path)
+    assert response.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), response
+    assert b"Injected" not in response and b"never" not in response
+
+
+def test_exc_info_before_the_head_replaces_the_response(rules: Running) -> None:
+    (response,) = parse_responses(ask(rules, "/exc-info-before-head"))
+    assert response.status == "HTTP/1.1 503 Service Unavailable"
+    assert response.body == b"replaced"
+
+
+def test_exc_info_after_the_head_reraises_and_closes(rules: Running) -> None:
+    response = ask(rules, "/exc-info-after-head")
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"partial" in response and b"never" not in response
+
+
+def test_body_beyond_content_length_is_truncated(rules: Running) -> None:
+    (response,) = parse_responses(ask(rules, "/too-long"))
+    assert response.headers["content-length"] == "3" and response.body == b"abc"
+
+
+def test_no_content_status_drops_the_body_and_length(rules: Running) -> None:
+    raw = ask(rules, "/no-content-with-body")
+    assert raw.startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"Content-Length" not in raw and raw.endswith(b"\r\n\r\n")
+
+
+def test_header_names_are_capitalised_and_sorted(rules: Running) -> None:
+    raw = ask(rules, "/names")
+    head = raw.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    names = [line.split(b":")[0] for line in head]
+    assert names == sorted(names)
+    assert b"X-Lower: 1" in head and b"Etag: 2" in head
+
+
+def test_an_application_server_header_gets_a_via(rules: Running) -> None:
+    raw = ask(rules, "/own-server-header")
+    assert b"Server: mine\r\n" in raw and b"Via: waitress\r\n" in raw
+
+
+def test_a_generator_body_with_empty_pieces(rules: Running) -> None:
+    (response,) = parse_responses(ask(rules, "/generator"))
+    assert response.body == b"abcdef"
+
+
+def test_head_request_sends_no_body(rules: Running) -> None:
+    raw = ask(rules, "/names", "HEAD")
+    assert raw.endswith(b"\r\n\r\n") and b"Content-Length: 2" in raw

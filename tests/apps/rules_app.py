@@ -1,0 +1,65 @@
+"""A WSGI app whose routes each break or bend one rule of SPEC §3.9/§3.10, for the
+functional tests of the server's start_response, write() and framing."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterable
+
+StartResponse = Callable[..., Any]
+PLAIN = [("Content-Type", "text/plain")]
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    route = environ["PATH_INFO"]
+    if route == "/second-call":
+        start_response("200 OK", PLAIN)
+        start_response("500 Oops", PLAIN)
+        return [b"never"]
+    if route == "/exc-info-before-head":
+        start_response("200 OK", PLAIN)
+        try:
+            raise ValueError("handled")
+        except ValueError:
+            start_response("503 Service Unavailable", PLAIN, sys.exc_info())
+        return [b"replaced"]
+    if route == "/exc-info-after-head":
+        write = start_response("200 OK", PLAIN)
+        write(b"partial")
+        try:
+            raise ValueError("too late")
+        except ValueError:
+            start_response("500 Oops", PLAIN, sys.exc_info())
+        return [b"never"]
+    if route == "/hop-by-hop":
+        start_response("200 OK", [("Connection", "keep-alive")])
+        return [b"never"]
+    if route == "/status-not-str":
+        start_response(b"200 OK", PLAIN)
+        return [b"never"]
+    if route == "/header-crlf":
+        start_response("200 OK", [("X-Evil", "a\r\nInjected: yes")])
+        return [b"never"]
+    if route == "/status-nul":
+        start_response("200 O\0K", PLAIN)
+        return [b"never"]
+    if route == "/str-body":
+        start_response("200 OK", PLAIN)
+        return ["text, not bytes"]
+    if route == "/too-long":
+        start_response("200 OK", [("Content-Length", "3")])
+        return [b"abc", b"def"]
+    if route == "/no-content-with-body":
+        start_response("204 No Content", [("Content-Length", "5")])
+        return [b"hello"]
+    if route == "/names":
+        start_response("200 OK", [("x-lower", "1"), ("ETAG", "2"), ("Content-Length", "2")])
+        return [b"ok"]
+    if route == "/own-server-header":
+        start_response("200 OK", [("Server", "mine"), ("Content-Length", "2")])
+        return [b"ok"]
+    if route == "/generator":
+        start_response("200 OK", [("Content-Length", "6")])
+        return (piece for piece in [b"ab", b"", b"cd", b"ef"])
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []
