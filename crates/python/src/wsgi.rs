@@ -295,6 +295,18 @@ pub struct Call {
     chunked: bool,
 }
 
+/// Python's `str.lower()`; ASCII names (all real ones) need no allocation.
+fn python_lower(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.is_ascii() {
+        return std::borrow::Cow::Owned(name.to_lowercase());
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 fn has_control(text: &str, chars: &[char]) -> bool {
     text.contains(chars)
 }
@@ -421,7 +433,12 @@ impl Call {
         }
         headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
         let version = if self.facts.http11 { "1.1" } else { "1.0" };
-        let mut text = format!("HTTP/{version} {}\r\n", self.status);
+        let mut text = String::with_capacity(256);
+        text.push_str("HTTP/");
+        text.push_str(version);
+        text.push(' ');
+        text.push_str(&self.status);
+        text.push_str("\r\n");
         for (name, value) in &headers {
             text.push_str(name);
             text.push_str(": ");
@@ -430,6 +447,9 @@ impl Call {
         }
         text.push_str("\r\n");
         self.headers = headers;
+        if text.is_ascii() {
+            return Ok(text.into_bytes());
+        }
         if text.chars().all(|c| u32::from(c) <= 0xFF) {
             return Ok(text.chars().map(|c| c as u8).collect());
         }
@@ -614,13 +634,13 @@ impl Call {
             if name_text.contains('\0') || value_text.contains('\0') {
                 return Err(PyValueError::new_err("NUL character present in header"));
             }
-            let lowered = name_text.to_lowercase();
+            let lowered = python_lower(name_text);
             if lowered == "content-length" {
                 let parsed = py
                     .get_type::<pyo3::types::PyInt>()
                     .call1((value.clone(),))?;
                 content_length = Some(parsed.extract::<i64>()?);
-            } else if HOP_BY_HOP.contains(&lowered.as_str()) {
+            } else if HOP_BY_HOP.contains(&lowered.as_ref()) {
                 return Err(PyAssertionError::new_err(format!(
                     "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
                      application (see PEP 3333)"
@@ -755,13 +775,33 @@ fn build_environ<'py>(
     }
     for (key, value) in fields {
         let value = latin1(py, &value);
-        if key == "CONTENT_LENGTH" || key == "CONTENT_TYPE" {
-            env.set_item(key, value)?;
-        } else {
-            env.set_item(format!("HTTP_{key}"), value)?;
+        match environ_key(py, &key) {
+            Some(interned) => env.set_item(interned, value)?,
+            None => env.set_item(format!("HTTP_{key}"), value)?,
         }
     }
     Ok(env)
+}
+
+/// The environ key of a common header field, interned (no allocation, hash cached).
+fn environ_key<'py>(py: Python<'py>, key: &str) -> Option<&'py Bound<'py, PyString>> {
+    Some(match key {
+        "CONTENT_LENGTH" => intern!(py, "CONTENT_LENGTH"),
+        "CONTENT_TYPE" => intern!(py, "CONTENT_TYPE"),
+        "HOST" => intern!(py, "HTTP_HOST"),
+        "USER_AGENT" => intern!(py, "HTTP_USER_AGENT"),
+        "ACCEPT" => intern!(py, "HTTP_ACCEPT"),
+        "ACCEPT_ENCODING" => intern!(py, "HTTP_ACCEPT_ENCODING"),
+        "ACCEPT_LANGUAGE" => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        "CONNECTION" => intern!(py, "HTTP_CONNECTION"),
+        "COOKIE" => intern!(py, "HTTP_COOKIE"),
+        "REFERER" => intern!(py, "HTTP_REFERER"),
+        "CACHE_CONTROL" => intern!(py, "HTTP_CACHE_CONTROL"),
+        "ORIGIN" => intern!(py, "HTTP_ORIGIN"),
+        "X_FORWARDED_FOR" => intern!(py, "HTTP_X_FORWARDED_FOR"),
+        "X_FORWARDED_PROTO" => intern!(py, "HTTP_X_FORWARDED_PROTO"),
+        _ => return None,
+    })
 }
 
 /// Hand a seekable `wsgi.file_wrapper` to the connection (SPEC §3.12). False: the caller
@@ -916,7 +956,10 @@ fn execute(
         }
         call.borrow_mut().check_length(py)
     })();
-    if !handed_over {
+    // A list or tuple has no close(): skip the failing attribute lookup.
+    let plain =
+        app_iter.is_exact_instance_of::<PyList>() || app_iter.is_exact_instance_of::<PyTuple>();
+    if !handed_over && !plain {
         match app_iter.getattr_opt(intern!(py, "close"))? {
             Some(close) if !close.is_none() => {
                 close.call0()?;
