@@ -4,11 +4,25 @@ process, raw-socket exchanges, and a small HTTP/1.x response reader."""
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tests.apps.functional_apps import echo
 from waitress.server import BaseWSGIServer, create_server
+
+#: The repository root: the working directory of servers run as subprocesses.
+ROOT = Path(__file__).resolve().parents[2]
+
+#: `waitress-serve` for the echo app on a free port, as a subprocess (it prints the port).
+ECHO_COMMAND = [
+    sys.executable,
+    "-m",
+    "waitress",
+    "--listen=127.0.0.1:0",
+    "tests.apps.functional_apps:echo",
+]
 
 
 class Running:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.functional.serving import Running, read_all
+from tests.functional.serving import ECHO_COMMAND, ROOT, Running, read_all
 
-ROOT = Path(__file__).resolve().parents[2]
 CLOSE = b"Connection: close\r\n"
 
 
@@ -172,13 +170,7 @@ def test_emfile_backs_off_without_spinning_and_recovers(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "waitress",
-                "--listen=127.0.0.1:0",
-                "tests.apps.functional_apps:echo",
-            ],
+            ECHO_COMMAND,
             cwd=ROOT,
             stderr=out,
             preexec_fn=low_fd_limit,

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.apps.functional_apps import echo
-from tests.functional.serving import Running, body_of, read_all
+from tests.functional.serving import ECHO_COMMAND, ROOT, Running, body_of, read_all
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_unix_socket(tmp_path: Path) -> None:
@@ -52,13 +49,7 @@ def test_two_listeners_one_server() -> None:
 
 def test_sigterm_lets_in_flight_requests_finish() -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "waitress",
-            "--listen=127.0.0.1:0",
-            "tests.apps.functional_apps:echo",
-        ],
+        ECHO_COMMAND,
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
