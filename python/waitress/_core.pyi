@@ -100,7 +100,7 @@ class Server:
         max_request_line: int,
         max_request_headers: int,
     ) -> Server: ...
-    def run(self) -> None:
+    def run(self, on_stop: Callable[[], object] | None = None) -> None:
         """Serve until stopped; Ctrl-C raises KeyboardInterrupt after a graceful stop."""
     def stop(self, graceful: bool = True) -> None:
         """Stop a running ``run()`` from any thread."""

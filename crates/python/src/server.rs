@@ -167,6 +167,28 @@ fn worker(sites: &[Site], helpers: &Helpers, jobs: &Mutex<Receiver<Job>>, counte
     }
 }
 
+/// How often the serving thread wakes to emit log records and run signal handlers.
+const WAKE_EVERY: Duration = Duration::from_millis(20);
+
+/// How long `run()` waits, once the I/O thread is done, for workers to leave.
+const WORKER_GRACE: Duration = Duration::from_millis(200);
+
+/// Wait up to `WORKER_GRACE` for the workers to leave; join those that did and return how
+/// many are still inside the application.
+fn release_workers(workers: Vec<thread::JoinHandle<()>>) -> usize {
+    let deadline = std::time::Instant::now() + WORKER_GRACE;
+    while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let (done, stuck): (Vec<_>, Vec<_>) = workers
+        .into_iter()
+        .partition(thread::JoinHandle::is_finished);
+    for handle in done {
+        let _ = handle.join();
+    }
+    stuck.len()
+}
+
 fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::MAX)
 }
@@ -254,7 +276,8 @@ impl Server {
     }
 
     /// Serve until `stop()` or a signal; see the module header.
-    fn run(&self, py: Python<'_>) -> PyResult<()> {
+    #[pyo3(signature = (on_stop = None))]
+    fn run(&self, py: Python<'_>, on_stop: Option<Py<PyAny>>) -> PyResult<()> {
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for &(fd, is_unix) in &self.listeners {
             // SAFETY: `fd` is the descriptor of a listening socket that the calling Python
@@ -310,20 +333,19 @@ impl Server {
                 let _ = done_tx.send(result.map_err(|err| err.to_string()));
             })?;
         let mut outcome: PyResult<()> = Ok(());
+        let mut on_stop = on_stop;
         let served = loop {
             let waited = py.detach(|| {
                 done_rx
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .recv_timeout(Duration::from_millis(100))
+                    .recv_timeout(WAKE_EVERY)
             });
-            log.emit(py)?;
-            match waited {
-                Ok(result) => break result,
-                Err(RecvTimeoutError::Disconnected) => break Err("the I/O thread ended".to_owned()),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            if let Err(err) = py.check_signals() {
+            // A signal handler can run inside a logging call as well as in check_signals:
+            // either way its exception stops the server gracefully and waits, never
+            // returns early (that would leave the workers in the application).
+            let signalled = log.emit(py).and_then(|()| py.check_signals());
+            if let Err(err) = signalled {
                 // Ctrl-C (or an exception raised by a signal handler): stop gracefully, keep
                 // waiting, and re-raise once the server is down. A second signal stops at once.
                 stop.stop_graceful();
@@ -332,13 +354,34 @@ impl Server {
                 }
                 outcome = Err(err);
             }
-        };
-        py.detach(|| {
-            let _ = io.join();
-            for handle in workers {
-                let _ = handle.join();
+            if stop.is_stopping() {
+                // SPEC D7: the listening sockets close as the stop begins, not when the
+                // drain ends (the Python socket objects hold them open too).
+                if let Some(callback) = on_stop.take() {
+                    if let Err(err) = callback.call0(py) {
+                        err.write_unraisable(py, None);
+                    }
+                }
             }
+            match waited {
+                Ok(result) => break result,
+                Err(RecvTimeoutError::Disconnected) => break Err("the I/O thread ended".to_owned()),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        };
+        // The drain is over (or was cut short): idle workers leave at once; one still inside
+        // the application is left to it, as waitress leaves its daemon threads.
+        let stuck = py.detach(|| {
+            let _ = io.join();
+            release_workers(workers)
         });
+        if stuck > 0 {
+            log.push(
+                "waitress",
+                Level::Warning,
+                format!("{stuck} thread(s) still running"),
+            );
+        }
         log.emit(py)?;
         served.map_err(PyRuntimeError::new_err)?;
         outcome
