@@ -71,7 +71,11 @@ lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extens
 .PHONY: test-python
 test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest --version
-	pytest -q -p no:cacheprovider
+	pytest -q -p no:cacheprovider --ignore=tests/soak
+
+.PHONY: soak
+soak: build sysdeps $(COMPAT_VENV)/.deps ## long runs (tests/soak, minutes): slow-client attacks and the like
+	pytest -q -p no:cacheprovider -s tests/soak
 
 .PHONY: test
 test: sysdeps lint-rust test-rust build lint-python test-python ## everything CI runs
