@@ -5,6 +5,7 @@ measures latency while something else is going on."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import subprocess
@@ -25,7 +26,8 @@ class Server:
     """``waitress-serve`` in a subprocess; its stderr (the log) is kept in ``self.log``."""
 
     def __init__(self, which: str = "ours", *options: str, app: str = APP) -> None:
-        executable = EXECUTABLES[which]
+        # "ours", "theirs", or the path of another waitress-serve (e.g. a release build's)
+        executable = EXECUTABLES[which] if which in EXECUTABLES else Path(which)
         if not executable.exists():
             raise RuntimeError(f"{executable} is missing (make build / make .venv-waitress/.deps)")
         self.proc = subprocess.Popen(
@@ -183,18 +185,22 @@ class SteadyClient:
                     self.successes.append(now)
             except (OSError, EOFError) as exc:
                 self.errors.append(f"request {n}: {exc!r}")
-            next_at += self.interval
+            next_at = max(next_at + self.interval, time.monotonic())  # no catch-up bursts
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(self.timeout + 5)
 
-    def p99(self) -> float:
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the latencies, in seconds (inf when none)."""
         if not self.latencies:
             return float("inf")
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * q) - 1))]
+
+    def p99(self) -> float:
+        return self.percentile(0.99)
 
 
 def free_port() -> int:
