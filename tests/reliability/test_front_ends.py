@@ -123,16 +123,14 @@ class Proxy:
         if kind == "nginx":
             conf.write_text(NGINX_CONF.format(tmp=tmp, port=self.port, backend=backend))
             argv = [_binary("nginx"), "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
-            out = subprocess.DEVNULL
         else:
             conf.write_text(HAPROXY_CONF.format(tmp=tmp, port=self.port, backend=backend))
             argv = [_binary("haproxy"), "-db", "-f", str(conf)]
-            out = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-        if out is not subprocess.DEVNULL:
-            out.close()
+        # HAProxy logs to its stdout; nginx writes its own files in tmp.
+        with (tmp / f"{kind}.out").open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 10
         while not self._accepting():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -149,7 +147,7 @@ class Proxy:
 
     def diagnostics(self) -> str:
         texts = []
-        for name in ("error.log", "haproxy.out"):
+        for name in ("error.log", f"{self.kind}.out"):
             path = self.tmp / name
             if path.exists():
                 texts.append(path.read_text(errors="replace")[-2000:])
