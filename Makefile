@@ -71,11 +71,11 @@ lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extens
 .PHONY: test-python
 test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest --version
-	pytest -q -p no:cacheprovider --ignore=tests/soak
+	pytest -q -p no:cacheprovider
 
 .PHONY: soak
-soak: build sysdeps $(COMPAT_VENV)/.deps ## long runs (tests/soak, minutes): slow-client attacks and the like
-	pytest -q -p no:cacheprovider -s tests/soak
+soak: sysdeps build $(COMPAT_VENV)/.deps ## long reliability runs in tests/soak (1M keep-alive requests, full-scale faults; ~30 min)
+	pytest -q -p no:cacheprovider tests/soak
 
 .PHONY: test
 test: sysdeps lint-rust test-rust build lint-python test-python ## everything CI runs
