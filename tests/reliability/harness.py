@@ -154,8 +154,11 @@ def request(port: int, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str
 
 
 class SteadyClient:
-    """Sends ``GET /`` on a fresh connection ``rate`` times a second, in a thread, and keeps
-    each latency (seconds) or error. ``stop()`` ends it; ``p99()`` and ``errors`` report."""
+    """Sends ``GET /steady/N`` on a fresh connection ``rate`` times a second and keeps each
+    latency (seconds) or error. Open loop: each request leaves on schedule in its own thread,
+    whether or not the earlier ones were answered, so a stall shows in every request it
+    delays (a client that waits for each answer would send, and count, only one).
+    ``stop()`` ends it; ``percentile()``, ``p99()`` and ``errors`` report."""
 
     def __init__(self, port: int, rate: float = 10.0, timeout: float = 5.0) -> None:
         self.port = port
@@ -164,33 +167,47 @@ class SteadyClient:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.successes: list[float] = []  # monotonic time each successful answer arrived
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._requests: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _one(self, n: int) -> None:
+        start = time.monotonic()
+        try:
+            raw = f"GET /steady/{n} HTTP/1.1\r\nHost: steady\r\nConnection: close\r\n\r\n"
+            status, _, body = request(self.port, raw.encode(), timeout=self.timeout)
+            if status != 200 or f"/steady/{n}".encode() not in body:
+                problem: Optional[str] = f"request {n}: status {status} body {body[:80]!r}"
+            else:
+                problem = None
+        except (OSError, EOFError) as exc:
+            problem = f"request {n}: {exc!r}"
+        now = time.monotonic()
+        with self._lock:
+            if problem:
+                self.errors.append(problem)
+            else:
+                self.latencies.append(now - start)
+                self.successes.append(now)
 
     def _run(self) -> None:
         next_at = time.monotonic()
         n = 0
         while not self._stop.is_set():
             n += 1
-            start = time.monotonic()
-            try:
-                raw = f"GET /steady/{n} HTTP/1.1\r\nHost: steady\r\nConnection: close\r\n\r\n"
-                status, _, body = request(self.port, raw.encode(), timeout=self.timeout)
-                if status != 200 or f"/steady/{n}".encode() not in body:
-                    self.errors.append(f"request {n}: status {status} body {body[:80]!r}")
-                else:
-                    now = time.monotonic()
-                    self.latencies.append(now - start)
-                    self.successes.append(now)
-            except (OSError, EOFError) as exc:
-                self.errors.append(f"request {n}: {exc!r}")
-            next_at = max(next_at + self.interval, time.monotonic())  # no catch-up bursts
+            thread = threading.Thread(target=self._one, args=(n,), daemon=True)
+            thread.start()
+            self._requests.append(thread)
+            next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(self.timeout + 5)
+        self._thread.join(5)
+        for thread in self._requests:
+            thread.join(self.timeout + 5)
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the latencies, in seconds (inf when none)."""
