@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import socket
 import subprocess
@@ -16,7 +17,10 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTABLES = {
-    "ours": ROOT / ".venv" / "bin" / "waitress-serve",
+    # RELIABILITY_OURS_SERVE: another build of ours, e.g. a release wheel in its own venv
+    "ours": Path(
+        os.environ.get("RELIABILITY_OURS_SERVE", ROOT / ".venv" / "bin" / "waitress-serve")
+    ),
     "theirs": ROOT / ".venv-waitress" / "bin" / "waitress-serve",
 }
 APP = "tests.apps.reliability_app:app"

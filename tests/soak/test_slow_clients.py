@@ -221,6 +221,7 @@ def main(which: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ATTACKS:
             figures = measure_attack(which, name, Path(tmp))
+            figures["error_count"] = len(figures["errors"])
             figures["errors"] = figures["errors"][:3]
             print(which, name, figures, flush=True)
         print(which, "connection_limit=100", measure_connection_limit(which, Path(tmp)))
