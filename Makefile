@@ -73,6 +73,10 @@ test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest --version
 	pytest -q -p no:cacheprovider
 
+.PHONY: soak
+soak: sysdeps build $(COMPAT_VENV)/.deps ## long reliability runs in tests/soak (1M keep-alive requests, full-scale faults; ~30 min)
+	pytest -q -p no:cacheprovider tests/soak
+
 .PHONY: test
 test: sysdeps lint-rust test-rust build lint-python test-python ## everything CI runs
 
