@@ -145,19 +145,6 @@ def measure_sigterm_drain(which: str, threads: int, shutdown_timeout: int = 5) -
 
 SHUTDOWN_TIMEOUT = 5
 
-BUG_SIGNAL_DURING_LOG = (
-    "server bug: a SIGTERM that arrives while run() emits queued log records (here 'Task "
-    "queue depth' warnings, constant when the workers are saturated) raises SystemExit out of "
-    "the record emission, run() returns at once and every in-flight request is dropped; "
-    "the process then exits while workers still run Python (sometimes aborting: 'Fatal "
-    "Python error: PyGILState_Release: thread state ... must be current when releasing')"
-)
-BUG_LISTENER_OPEN = (
-    "server bug: on SIGTERM the Rust core stops accepting on its dup of the listening socket, "
-    "but the Python server's socket keeps the listener open until run() returns, so new "
-    "connections are still queued in the backlog (and then reset) for the whole drain"
-)
-
 
 @functools.cache
 def scenario(threads: int) -> dict[str, Any]:
@@ -182,25 +169,16 @@ def test_sigterm_with_spare_threads_drains_every_request() -> None:
     assert_targets(scenario(IN_FLIGHT + 50))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_SIGNAL_DURING_LOG)
 def test_sigterm_with_saturated_workers_drains_every_request() -> None:
     # 50 sleepers + wrk's 20 connections on 60 threads: requests queue for a worker, and
     # the queue logs a warning for each.
     assert_targets(scenario(IN_FLIGHT + 10))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_LISTENER_OPEN)
 def test_listener_closes_within_100ms() -> None:
-    # With spare threads (no queueing), so that the bug above does not end the process early.
+    # SPEC D7: the listening sockets close as the stop begins, not when the drain ends.
     closed = scenario(IN_FLIGHT + 50)["listener_closed_after"]
     assert closed is not None and closed < 0.1, closed
-
-
-BUG_WORKERS_JOINED = (
-    "server bug: when the drain ends (shutdown_timeout, or a second signal) run() still "
-    "joins every worker thread, so the process waits for the application to return (here "
-    "30 s) instead of exiting"
-)
 
 
 def _signal_with_a_long_request(shutdown_timeout: int, signals: int) -> tuple[float, Any]:
@@ -229,14 +207,12 @@ def _signal_with_a_long_request(shutdown_timeout: int, signals: int) -> tuple[fl
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_WORKERS_JOINED)
 def test_shutdown_timeout_cuts_off_a_request_that_runs_longer() -> None:
     elapsed, code = _signal_with_a_long_request(shutdown_timeout=2, signals=1)
     assert code == 0
     assert 1.5 < elapsed < 2 + 1, elapsed
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_WORKERS_JOINED)
 def test_a_second_signal_stops_at_once() -> None:
     elapsed, code = _signal_with_a_long_request(shutdown_timeout=30, signals=2)
     assert code is not None and elapsed < 0.5, (elapsed, code)
