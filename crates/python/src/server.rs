@@ -171,7 +171,7 @@ fn worker(sites: &[Site], helpers: &Helpers, jobs: &Mutex<Receiver<Job>>, counte
 const WAKE_EVERY: Duration = Duration::from_millis(20);
 
 /// How long `run()` waits, once the I/O thread is done, for workers to leave.
-const WORKER_GRACE: Duration = Duration::from_millis(200);
+const WORKER_GRACE: Duration = Duration::from_millis(50);
 
 /// Wait up to `WORKER_GRACE` for the workers to leave; join those that did and return how
 /// many are still inside the application.
