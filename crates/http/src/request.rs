@@ -428,7 +428,15 @@ impl HeadParser {
     }
 
     /// Scan `buf` from `self.scanned`. Returns the head's length once its final LF is seen.
+    ///
+    /// Each line is first offered to the fast path ([`HeadParser::fast_lines`]) when its first
+    /// byte is reached; the byte loop below takes over where the fast path stops.
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+        if self.scanned == self.line_start {
+            if let Some(head_len) = self.fast_lines(buf) {
+                return Ok(Some(head_len));
+            }
+        }
         let mut at = self.scanned;
         while let Some(&byte) = buf.get(at) {
             if self.phase != Phase::Start && at != self.line_start && byte != CR && byte != LF {
@@ -464,10 +472,15 @@ impl HeadParser {
                     }
                     let line = Span::new(self.line_start, at - 1);
                     self.line_start = at + 1;
+                    self.scanned = at + 1;
                     if self.end_line(buf, line)? {
-                        self.scanned = at + 1;
                         return Ok(Some(at + 1));
                     }
+                    if let Some(head_len) = self.fast_lines(buf) {
+                        return Ok(Some(head_len));
+                    }
+                    at = self.scanned;
+                    continue;
                 }
                 _ => self.line_byte(at, byte)?,
             }
@@ -475,6 +488,172 @@ impl HeadParser {
         }
         self.scanned = at;
         Ok(None)
+    }
+
+    /// Fast path over whole lines, from `self.line_start` (= `self.scanned`: no byte of that
+    /// line scanned yet). Each complete, valid line within the limits is taken in one pass
+    /// and leaves exactly the state the byte loop would have left; returns the head's length
+    /// if the final empty line was among them.
+    ///
+    /// Anything else (a line not complete yet, a byte the line may not hold, a limit reached)
+    /// stops it, and the byte loop decides, so errors and their order are the byte loop's.
+    /// It may stop part-way into a line ([`HeadParser::hand_off`]): only after bytes the byte
+    /// loop would pass without a state change, so no byte is scanned twice. A line is offered
+    /// to the fast path once at most (the byte loop does not go back to its start), which
+    /// keeps the whole scan linear however the head is split.
+    fn fast_lines(&mut self, buf: &[u8]) -> Option<usize> {
+        // Rule 3: the fast path never looks at the byte that would reach
+        // `max_request_header_size`, so every byte it takes is within that limit.
+        let head_end = buf
+            .len()
+            .min(self.limits.max_request_header_size.saturating_sub(1));
+        let window = buf.get(..head_end).unwrap_or_default();
+        loop {
+            let start = self.line_start;
+            let taken = match self.phase {
+                // Rule 2: one empty line before the request line is skipped.
+                Phase::Start if start == 0 && window.starts_with(b"\r\n") => {
+                    self.charge(2);
+                    self.line_start = 2;
+                    self.scanned = 2;
+                    true
+                }
+                Phase::Start => self.fast_request_line(window),
+                Phase::Fields => {
+                    if window.get(start..start + 2) == Some(b"\r\n") {
+                        self.charge(2);
+                        self.line_start = start + 2;
+                        self.scanned = start + 2;
+                        return Some(start + 2);
+                    }
+                    self.fast_field_line(window)
+                }
+                Phase::RequestLine => false,
+            };
+            if !taken {
+                return None;
+            }
+        }
+    }
+
+    /// The fast path on a request line at `self.line_start` (rule 4): true if it took the
+    /// whole line.
+    fn fast_request_line(&mut self, window: &[u8]) -> bool {
+        let start = self.line_start;
+        // Rule 3: every byte of the request line but its final LF must be within
+        // `max_request_line`; the LF is looked for in `window`.
+        let line_end = window
+            .len()
+            .min(start + self.limits.max_request_line.saturating_sub(1));
+        let line = window.get(start..line_end).unwrap_or_default();
+        let (method_len, seen) = token_prefix(line);
+        if method_len == 0 {
+            return false;
+        }
+        if seen & LOWER != 0 || line.get(method_len) != Some(&b' ') {
+            self.hand_off(start + method_len);
+            return false;
+        }
+        let target_start = method_len + 1;
+        let rest = line.get(target_start..).unwrap_or_default();
+        let target_end = target_start + find_byte(rest, ends_target, ends_target_bytes);
+        let target = Span::new(target_start, target_end);
+        let lenient = LENIENCY.obs_text_in_target && LENIENCY.fragment_in_target;
+        if target.is_empty()
+            || line.get(target_end) != Some(&b' ')
+            || (!lenient && target.of(line).iter().any(|&byte| is_bad_target_byte(byte)))
+        {
+            self.hand_off(start + target_end);
+            return false;
+        }
+        // `HTTP/` DIGIT `.` DIGIT CR, then the LF.
+        let version_start = target_end + 1;
+        let cr = version_start + 8;
+        let version = line
+            .get(version_start..cr)
+            .and_then(|version| parse_version(version).ok());
+        let Some(version) = version else {
+            self.hand_off(start + version_start);
+            return false;
+        };
+        if line.get(cr) != Some(&CR) || window.get(start + cr + 1) != Some(&LF) {
+            self.hand_off(start + cr);
+            return false;
+        }
+        self.line = Some(RequestLine {
+            method: Span::new(0, method_len).shifted(start),
+            target: target.shifted(start),
+            version,
+        });
+        self.phase = Phase::Fields;
+        self.charge(cr + 2);
+        self.line_start = start + cr + 2;
+        self.scanned = self.line_start;
+        true
+    }
+
+    /// The fast path on a field line at `self.line_start` (rule 5): true if it took the whole
+    /// line.
+    fn fast_field_line(&mut self, window: &[u8]) -> bool {
+        let start = self.line_start;
+        // Rule 3: this line would be one too many.
+        if self.field_lines >= self.limits.max_request_headers {
+            return false;
+        }
+        let line = window.get(start..).unwrap_or_default();
+        let (name_len, underscore) = name_prefix(line);
+        // An empty name (obs-fold or whitespace included) is the byte loop's to refuse.
+        if name_len == 0 {
+            return false;
+        }
+        if line.get(name_len) != Some(&b':') {
+            self.hand_off(start + name_len);
+            return false;
+        }
+        // The value runs to the first control byte that is not HTAB (RFC 9110 §5.5), which
+        // must be the CR of a CRLF.
+        let value_start = name_len + 1;
+        let mut cr = value_start;
+        loop {
+            cr += find_byte(line.get(cr..).unwrap_or_default(), is_ctl, ctl_bytes);
+            if line.get(cr) != Some(&b'\t') {
+                break;
+            }
+            cr += 1;
+        }
+        if line.get(cr) != Some(&CR) || line.get(cr + 1) != Some(&LF) {
+            self.hand_off(start + cr);
+            return false;
+        }
+        self.field_lines += 1;
+        let value = line.get(value_start..cr).unwrap_or_default();
+        let field = Field {
+            name: Span::new(0, name_len),
+            value: trimmed_value(value).shifted(value_start),
+        };
+        self.charge(cr + 2);
+        self.line_start = start + cr + 2;
+        self.scanned = self.line_start;
+        self.keep_field(window, field.shifted(start), underscore);
+        true
+    }
+
+    /// The fast path stops at `at`, inside the line that starts at `self.line_start`, and the
+    /// byte loop goes on from there. The bytes before `at` hold no CR or LF, their first is
+    /// not whitespace, and they are within the limits (a field line's count was checked), so
+    /// the byte loop would have passed them changing only what is set here.
+    fn hand_off(&mut self, at: usize) {
+        let start = self.line_start;
+        if at <= start {
+            return;
+        }
+        match self.phase {
+            Phase::Start => self.phase = Phase::RequestLine,
+            Phase::Fields => self.field_lines += 1,
+            Phase::RequestLine => {}
+        }
+        self.charge(at - start);
+        self.scanned = at;
     }
 
     /// Fast path: from `at`, inside a line and past its first byte, jump to the next CR or LF.
@@ -575,31 +754,30 @@ impl HeadParser {
                 if line.is_empty() {
                     return Ok(true);
                 }
-                let field = parse_field_line(line.of(buf))?.shifted(line.start);
-                self.keep_field(buf, field);
+                let (field, underscore) = parse_field_line(line.of(buf))?;
+                self.keep_field(buf, field.shifted(line.start), underscore);
                 Ok(false)
             }
         }
     }
 
-    /// Record a valid field line: drop it if its name has `_`, note the fields that may come
-    /// only once.
-    fn keep_field(&mut self, buf: &[u8], field: Field) {
-        let name = field.name.of(buf);
+    /// Record a valid field line: drop it if its name has `_` (`underscore`, found by the
+    /// name scan), note the fields that may come only once.
+    fn keep_field(&mut self, buf: &[u8], field: Field, underscore: bool) {
         // SPEC §3.4 (waitress): `X_Auth` must not pass for `X-Auth` in the CGI mapping.
-        if name.contains(&b'_') {
+        if underscore {
             return;
         }
-        let single = if name.eq_ignore_ascii_case(b"host") {
-            Some(&mut self.host)
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            Some(&mut self.content_length)
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            Some(&mut self.transfer_encoding)
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            Some(&mut self.content_type)
-        } else {
-            None
+        let name = field.name.of(buf);
+        // The length picks the one name worth comparing.
+        let single = match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => Some(&mut self.host),
+            14 if name.eq_ignore_ascii_case(b"content-length") => Some(&mut self.content_length),
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                Some(&mut self.transfer_encoding)
+            }
+            12 if name.eq_ignore_ascii_case(b"content-type") => Some(&mut self.content_type),
+            _ => None,
         };
         if let Some(single) = single {
             single.note(field.value);
@@ -709,29 +887,198 @@ const fn is_field_semantics_error(err: ProtoError) -> bool {
     )
 }
 
-/// RFC 9110 §5.6.2 `tchar`, as a table: one load a byte on the hot path.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
+/// [`TOKEN_CLASS`] bit: the byte is an RFC 9110 §5.6.2 `tchar`.
+const TCHAR: u8 = 1;
+/// [`TOKEN_CLASS`] bit: the byte is `_` (a name with one is dropped, SPEC §3.4).
+const UNDERSCORE: u8 = 2;
+/// [`TOKEN_CLASS`] bit: the byte is a lower-case letter (refused in a method, waitress).
+const LOWER: u8 = 4;
+
+/// What each byte is to a token scan, as a table: one load a byte on the hot path, and the
+/// `_` and lower-case checks ride along in the same pass (OR of the bits seen).
+const TOKEN_CLASS: [u8; 256] = {
+    let mut table = [0; 256];
     let mut byte = 0;
     while byte < 256 {
+        let class = match byte as u8 {
+            b'_' => TCHAR | UNDERSCORE,
+            b'a'..=b'z' => TCHAR | LOWER,
+            b'!'
+            | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'`'
+            | b'|'
+            | b'~'
+            | b'0'..=b'9'
+            | b'A'..=b'Z' => TCHAR,
+            _ => 0,
+        };
         #[expect(
             clippy::indexing_slicing,
             reason = "const evaluation: `byte < 256` bounds it"
         )]
         let slot = &mut table[byte];
-        *slot = matches!(
-            byte as u8,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
-        );
+        *slot = class;
         byte += 1;
     }
     table
 };
 
+/// The [`TOKEN_CLASS`] bits of `byte`.
+fn token_class(byte: u8) -> u8 {
+    TOKEN_CLASS.get(usize::from(byte)).copied().unwrap_or(0)
+}
+
 /// RFC 9110 §5.6.2 `tchar`.
 fn is_tchar(byte: u8) -> bool {
-    TCHAR.get(usize::from(byte)).copied().unwrap_or(false)
+    token_class(byte) & TCHAR != 0
+}
+
+/// The length of the run of `tchar`s that starts `bytes`, and the OR of their
+/// [`TOKEN_CLASS`] bits (so `_` and lower case are known without another pass).
+fn token_prefix(bytes: &[u8]) -> (usize, u8) {
+    let mut seen = 0;
+    for (len, &byte) in bytes.iter().enumerate() {
+        let class = token_class(byte);
+        if class & TCHAR == 0 {
+            return (len, seen);
+        }
+        seen |= class;
+    }
+    (bytes.len(), seen)
+}
+
+/// The offset of the first byte of `bytes` for which `stop` holds, or `bytes.len()`.
+/// `word_stops` is the same test on eight bytes at once (see [`ctl_bytes`]).
+///
+/// Sixteen bytes at a time while no byte stops: the block test is a branch-free OR over a
+/// fixed-size array, which the compiler turns into SIMD compares (SSE2 on x86-64; plain code
+/// elsewhere), with no `unsafe`. The block that stops, and the last bytes, go a word at a
+/// time, then one by one.
+#[inline]
+fn find_byte(
+    bytes: &[u8],
+    stop: impl Fn(u8) -> bool + Copy,
+    word_stops: impl Fn(u64) -> u64 + Copy,
+) -> usize {
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+        if block.iter().fold(false, |any, &byte| any | stop(byte)) {
+            let flags = block.map(|byte| if stop(byte) { 0xff_u8 } else { 0 });
+            return at + (u128::from_le_bytes(flags).trailing_zeros() / 8) as usize;
+        }
+        at += 16;
+    }
+    at + find_byte_in_words(bytes.get(at..).unwrap_or_default(), stop, word_stops)
+}
+
+/// [`find_byte`] for a short run: a word at a time, then the last (< 8) bytes one by one.
+#[inline]
+fn find_byte_in_words(
+    bytes: &[u8],
+    stop: impl Fn(u8) -> bool,
+    word_stops: impl Fn(u64) -> u64,
+) -> usize {
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let stops = word_stops(u64::from_le_bytes(*word));
+        if stops != 0 {
+            // Little-endian: the first byte of the word is the lowest.
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|&byte| stop(byte))
+        .unwrap_or(rest.len())
+}
+
+/// `0x01` in each byte of a word.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// `0x80` in each byte of a word.
+const HIGHS: u64 = ONES * 0x80;
+
+// Word-at-a-time byte classes. Each function below flags, with the byte's high bit, exactly
+// the bytes of `word` (eight bytes, little-endian) that its byte-wise twin flags. They only
+// add to the low seven bits of each byte, so no carry crosses into the next byte and every
+// flag is exact (no false alarm next to a real one). A byte `b` is in `lo..=hi` (with
+// `b < 0x80`) when `b + (0x80 - lo)` has its high bit set and `b + (0x7f - hi)` has not.
+
+/// [`is_ctl`] on each byte of `word`.
+const fn ctl_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // High bit set where `low < 0x20`, and where `low == 0x7f`.
+    let below_space = !(low + ONES * 0x60);
+    let del = low + ONES;
+    (below_space | del) & !word & HIGHS
+}
+
+/// [`ends_target`] on each byte of `word`.
+const fn ends_target_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // High bit set where `low < 0x21`, and where `low == 0x7f`.
+    let below_bang = !(low + ONES * 0x5f);
+    let del = low + ONES;
+    (below_bang | del) & !word & HIGHS
+}
+
+/// [`ends_plain_name`] on each byte of `word`.
+const fn ends_plain_name_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // Setting 0x20 maps `A..=Z` onto `a..=z` and no other byte into that range.
+    let folded = low | (ONES * 0x20);
+    let letter = (folded + ONES * (0x80 - 0x61)) & !(folded + ONES * (0x7f - 0x7a));
+    let digit = (low + ONES * (0x80 - 0x30)) & !(low + ONES * (0x7f - 0x39));
+    // High bit clear only where `low == b'-'`.
+    let not_dash = (low ^ (ONES * 0x2d)) + ONES * 0x7f;
+    !((letter | digit | !not_dash) & !word) & HIGHS
+}
+
+/// A byte that ends a run of field-value bytes: a control (HTAB, CR and LF included) or DEL
+/// (RFC 9110 §5.5).
+const fn is_ctl(byte: u8) -> bool {
+    byte < 0x20 || byte == 0x7f
+}
+
+/// A byte that ends a request-target: a control, SP or DEL (RFC 9112 §3.2).
+const fn ends_target(byte: u8) -> bool {
+    byte <= 0x20 || byte == 0x7f
+}
+
+/// A byte that ends the common form of a field name (letters, digits and `-`); the rest of
+/// `tchar`, if it follows, is taken by [`token_prefix`].
+const fn ends_plain_name(byte: u8) -> bool {
+    !(byte.is_ascii_alphanumeric() || byte == b'-')
+}
+
+/// A byte that ends the common form of a Host name (letters, digits, `-` and `.`).
+const fn ends_plain_host(byte: u8) -> bool {
+    ends_plain_name(byte) && byte != b'.'
+}
+
+/// [`ends_plain_host`] on each byte of `word`.
+const fn ends_plain_host_bytes(word: u64) -> u64 {
+    // High bit clear only where the byte is `.`.
+    let not_dot = ((word & !HIGHS) ^ (ONES * 0x2e)) + ONES * 0x7f;
+    ends_plain_name_bytes(word) & (not_dot | word)
+}
+
+/// The length of the field name (a run of `tchar`s) that starts `line`, and whether it holds
+/// a `_`. Letters, digits and `-` are taken eight at a time, the rest one by one.
+fn name_prefix(line: &[u8]) -> (usize, bool) {
+    let plain = find_byte_in_words(line, ends_plain_name, ends_plain_name_bytes);
+    let (more, seen) = token_prefix(line.get(plain..).unwrap_or_default());
+    (plain + more, seen & UNDERSCORE != 0)
 }
 
 /// RFC 9110 §5.5: a field value byte (VCHAR, obs-text, SP, HTAB).
@@ -820,6 +1167,17 @@ fn split_at_space(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((before, after.get(1..)?))
 }
 
+/// RFC 9112 §3.2: a target has no CTL, SP or DEL (NUL included, SPEC B1 row 16). obs-text
+/// and '#' pass only by leniency.
+const fn is_bad_target_byte(byte: u8) -> bool {
+    match byte {
+        0x00..=0x20 | 0x7f => true,
+        0x80..=0xff => !LENIENCY.obs_text_in_target,
+        b'#' => !LENIENCY.fragment_in_target,
+        _ => false,
+    }
+}
+
 /// Rule 4: `method SP request-target SP HTTP-version` (RFC 9112 §3), spans relative to `line`.
 fn parse_request_line(line: &[u8]) -> Result<RequestLine, ProtoError> {
     let (method, rest) = split_at_space(line).ok_or(ProtoError::InvalidStartLine)?;
@@ -839,14 +1197,6 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine, ProtoError> {
     if target.is_empty() {
         return Err(ProtoError::InvalidStartLine);
     }
-    // RFC 9112 §3.2: no CTL, SP or DEL (NUL included, SPEC B1 row 16). obs-text and '#'
-    // pass only by leniency.
-    let is_bad_target_byte = |byte: u8| match byte {
-        0x00..=0x20 | 0x7f => true,
-        0x80..=0xff => !LENIENCY.obs_text_in_target,
-        b'#' => !LENIENCY.fragment_in_target,
-        _ => false,
-    };
     if target.iter().any(|&byte| is_bad_target_byte(byte)) {
         return Err(ProtoError::BadUri);
     }
@@ -877,12 +1227,10 @@ fn parse_version(version: &[u8]) -> Result<Version, ProtoError> {
     }
 }
 
-/// Rule 5: `field-name ":" OWS field-value OWS` (RFC 9112 §5), spans relative to `line`.
-fn parse_field_line(line: &[u8]) -> Result<Field, ProtoError> {
-    let name_len = line
-        .iter()
-        .position(|&byte| !is_tchar(byte))
-        .unwrap_or(line.len());
+/// Rule 5: `field-name ":" OWS field-value OWS` (RFC 9112 §5), spans relative to `line`, and
+/// whether the name holds a `_`.
+fn parse_field_line(line: &[u8]) -> Result<(Field, bool), ProtoError> {
+    let (name_len, underscore) = name_prefix(line);
     let rest = line.get(name_len..).unwrap_or_default();
     match rest.split_first() {
         Some((b':', _)) if name_len > 0 => {}
@@ -907,14 +1255,20 @@ fn parse_field_line(line: &[u8]) -> Result<Field, ProtoError> {
     if !all_field_value_bytes(value) {
         return Err(ProtoError::InvalidHeader);
     }
+    let field = Field {
+        name: Span::new(0, name_len),
+        value: trimmed_value(value).shifted(value_start),
+    };
+    Ok((field, underscore))
+}
+
+/// Rule 5: the span of `value` without leading and trailing SP/HTAB (RFC 9110 §5.6.3); an
+/// all-whitespace value gives an empty span at its end.
+fn trimmed_value(value: &[u8]) -> Span {
     let leading = value.iter().take_while(|&&byte| is_ows(byte)).count();
     let trailing = value.iter().rev().take_while(|&&byte| is_ows(byte)).count();
-    let start = value_start + leading;
-    let end = (line.len() - trailing).max(start);
-    Ok(Field {
-        name: Span::new(0, name_len),
-        value: Span::new(start, end),
-    })
+    let end = (value.len() - trailing).max(leading);
+    Span::new(leading, end)
 }
 
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`, ASCII digits only (leading zeros allowed),
@@ -975,6 +1329,14 @@ fn transfer_coding(value: &[u8]) -> Result<BodyKind, ProtoError> {
 /// an IP-literal in brackets or a reg-name (IPv4 addresses are reg-names), and port is
 /// `*DIGIT`. An empty value is valid (RFC 9112 §3.2: a target without an authority).
 fn is_valid_host(value: &[u8]) -> bool {
+    // The common case first, a word at a time: a name of letters, digits, `-` and `.` (all
+    // reg-name bytes), then nothing or a port.
+    let plain = find_byte_in_words(value, ends_plain_host, ends_plain_host_bytes);
+    match value.split_at_checked(plain) {
+        Some((_, [])) => return true,
+        Some((_, [b':', port @ ..])) => return port.iter().all(u8::is_ascii_digit),
+        _ => {}
+    }
     let port = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&byte| byte == b']') else {
             return false;
@@ -1073,6 +1435,11 @@ fn is_ip_literal(literal: &[u8]) -> bool {
 /// RFC 3986 §3), without its userinfo (RFC 9112 §3.2: Host excludes it). `None` for the
 /// other forms.
 fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    // An origin-form target (`/...`, nearly all of them) fails the scheme's first byte test
+    // below; looking at that byte first spares the search for a colon.
+    if !target.first()?.is_ascii_alphabetic() {
+        return None;
+    }
     let colon = target.iter().position(|&byte| byte == b':')?;
     let (scheme, rest) = target.split_at_checked(colon)?;
     // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -1099,8 +1466,9 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::{
-        all_field_value_bytes, find_cr_or_lf, is_field_value_byte, is_tchar, BodyKind, HeadParser,
-        ProtoError, RequestHead, Version,
+        all_field_value_bytes, ctl_bytes, ends_plain_host, ends_plain_host_bytes, ends_plain_name,
+        ends_plain_name_bytes, ends_target, ends_target_bytes, find_byte, find_cr_or_lf, is_ctl,
+        is_field_value_byte, is_tchar, BodyKind, HeadParser, ProtoError, RequestHead, Version,
     };
     use crate::limits::Limits;
     use proptest::prelude::*;
@@ -2383,6 +2751,36 @@ mod tests {
             bytes in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(0x0c_u8), Just(0x0e_u8), Just(0x8d_u8), any::<u8>()], 0..40)
         ) {
             prop_assert_eq!(find_cr_or_lf(&bytes), bytes.iter().position(|&b| b == b'\r' || b == b'\n'));
+        }
+
+        /// Each word-at-a-time byte class flags exactly the bytes its byte-wise twin flags,
+        /// and the block search finds the same first byte as a byte-wise search.
+        #[test]
+        fn byte_classes_agree_with_words(
+            bytes in proptest::collection::vec(prop_oneof![
+                Just(b'\t'), Just(b'\r'), Just(0x7f_u8), Just(0xff_u8), Just(b'-'), Just(b'.'),
+                Just(b':'), Just(0xad_u8), Just(0xae_u8), any::<u8>(), b'A'..=b'z', b'0'..=b'9'
+            ], 0..48)
+        ) {
+            type Class = (fn(u8) -> bool, fn(u64) -> u64);
+            let classes: [Class; 4] = [
+                (is_ctl, ctl_bytes),
+                (ends_target, ends_target_bytes),
+                (ends_plain_name, ends_plain_name_bytes),
+                (ends_plain_host, ends_plain_host_bytes),
+            ];
+            for (stop, word_stops) in classes {
+                for word in bytes.chunks_exact(8) {
+                    let flags = word_stops(u64::from_le_bytes(word.try_into().unwrap()));
+                    let expected = word
+                        .iter()
+                        .enumerate()
+                        .fold(0_u64, |acc, (at, &byte)| acc | u64::from(stop(byte)) << (8 * at + 7));
+                    prop_assert_eq!(flags, expected);
+                }
+                let found = find_byte(&bytes, stop, word_stops);
+                prop_assert_eq!(found, bytes.iter().position(|&b| stop(b)).unwrap_or(bytes.len()));
+            }
         }
 
         /// The eight-at-a-time value check agrees with the byte-wise rule on any input.
