@@ -52,6 +52,14 @@
 //! arrives, by single-pass loops with no backtracking (waitress CVE-2020-5236). A head fed one
 //! byte at a time costs O(n) overall.
 //!
+//! Two paths, one set of rules: each line is first offered, once, to a fast path that takes
+//! a complete, valid line within the limits in a single pass (names and values many bytes at
+//! a time) and leaves exactly the state the byte loop would leave. Anything else (a line not
+//! all there yet, a byte the line may not hold, a limit reached) goes to the byte loop, which
+//! alone decides errors and their order; the fast path may hand over part-way into a line,
+//! only after bytes the byte loop passes unchanged. The tests feed every case whole, one byte
+//! at a time and split at every offset, which runs the two paths against each other.
+//!
 //! Differences from waitress 3.0.2 are deliberate (SPEC Part B, D10, D11) and listed in
 //! docs/compat.md: bare CR/LF, obs-fold, HTTP/0.9, duplicate Host/CL/TE/Content-Type, TE on
 //! HTTP/1.0 and CL with TE are all refused here.
