@@ -5,7 +5,8 @@
 //!    inside, so any split of the input gives the same result. One fast path (the CRLF after
 //!    a chunk's data and a plain size line, taken whole when all there) makes exactly the
 //!    byte steps' changes; when it does not apply, the byte steps take the same bytes again
-//!    (at most 19 of them, once per size line).
+//!    (it looks at most 19 bytes ahead, at most twice per size line, so the cost stays
+//!    linear however the input is split).
 //! 2. `decode` returns at most one data slice per call, borrowed from the input (no copy).
 //!    `consumed == 0 && data.is_empty() && !done` means "feed more bytes".
 //! 3. Bytes after the end of the body are never consumed: they are the next request.
