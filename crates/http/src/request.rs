@@ -52,6 +52,14 @@
 //! arrives, by single-pass loops with no backtracking (waitress CVE-2020-5236). A head fed one
 //! byte at a time costs O(n) overall.
 //!
+//! Two paths, one set of rules: each line is first offered, once, to a fast path that takes
+//! a complete, valid line within the limits in a single pass (names and values many bytes at
+//! a time) and leaves exactly the state the byte loop would leave. Anything else (a line not
+//! all there yet, a byte the line may not hold, a limit reached) goes to the byte loop, which
+//! alone decides errors and their order; the fast path may hand over part-way into a line,
+//! only after bytes the byte loop passes unchanged. The tests feed every case whole, one byte
+//! at a time and split at every offset, which runs the two paths against each other.
+//!
 //! Differences from waitress 3.0.2 are deliberate (SPEC Part B, D10, D11) and listed in
 //! docs/compat.md: bare CR/LF, obs-fold, HTTP/0.9, duplicate Host/CL/TE/Content-Type, TE on
 //! HTTP/1.0 and CL with TE are all refused here.
@@ -170,27 +178,65 @@ struct RequestLine {
     version: Version,
 }
 
+impl Field {
+    /// Bytes of one field in [`RequestHead`]'s field records.
+    const RECORD: usize = 32;
+
+    /// This field as a record: the name's and the value's start and end, each a `u64`,
+    /// little-endian.
+    fn record(self) -> [u8; Self::RECORD] {
+        let ends = [
+            self.name.start,
+            self.name.end,
+            self.value.start,
+            self.value.end,
+        ];
+        let mut record = [0; Self::RECORD];
+        for (slot, end) in record.chunks_exact_mut(8).zip(ends) {
+            slot.copy_from_slice(&(end as u64).to_le_bytes());
+        }
+        record
+    }
+
+    /// The field a record holds (a short record reads as zeros: records are made by
+    /// [`Field::record`], whole).
+    fn from_record(record: &[u8]) -> Self {
+        let end = |at: usize| {
+            record
+                .get(at..)
+                .and_then(<[u8]>::first_chunk::<8>)
+                .map_or(0, |bytes| u64::from_le_bytes(*bytes) as usize)
+        };
+        Self {
+            name: Span::new(end(0), end(8)),
+            value: Span::new(end(16), end(24)),
+        }
+    }
+}
+
 /// A complete, validated request head. It owns the head's bytes; the method, target and
-/// fields are ranges into them, so parsing allocates twice per request, not once per field.
+/// fields are ranges into them. The field ranges are kept as records after the head's bytes,
+/// in the same allocation, so parsing allocates once per request, not once per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    bytes: Box<[u8]>,
+    /// The head's bytes (`head_len` of them), then one [`Field::record`] a kept field.
+    data: Box<[u8]>,
+    head_len: usize,
     method: Span,
     target: Span,
     version: Version,
-    fields: Vec<Field>,
     body: BodyKind,
 }
 
 impl RequestHead {
     /// The method, as sent (a token with no lower-case letter).
     pub fn method(&self) -> &[u8] {
-        self.method.of(&self.bytes)
+        self.method.of(self.as_bytes())
     }
 
     /// The request-target exactly as sent, fragment included (waitress's `REQUEST_URI`).
     pub fn target(&self) -> &[u8] {
-        self.target.of(&self.bytes)
+        self.target.of(self.as_bytes())
     }
 
     /// The version the request is served with.
@@ -202,9 +248,12 @@ impl RequestHead {
     /// trimmed. Names containing `_` are not here (dropped, SPEC §3.4). Repeated fields all
     /// appear; the Python layer joins them with `", "` as waitress does.
     pub fn headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.fields
-            .iter()
-            .map(|field| (field.name.of(&self.bytes), field.value.of(&self.bytes)))
+        let head = self.as_bytes();
+        let records = self.data.get(self.head_len..).unwrap_or_default();
+        records.chunks_exact(Field::RECORD).map(move |record| {
+            let field = Field::from_record(record);
+            (field.name.of(head), field.value.of(head))
+        })
     }
 
     /// The value of the first field named `name` (compared case-insensitively, RFC 9110 §5.1).
@@ -266,12 +315,12 @@ impl RequestHead {
     /// Bytes of input this head consumed: an ignored leading CRLF, the request line, the
     /// field lines and the final empty line. The next request (or the body) starts here.
     pub fn head_len(&self) -> usize {
-        self.bytes.len()
+        self.head_len
     }
 
     /// The raw bytes of the head, as received (including an ignored leading CRLF).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.data.get(..self.head_len).unwrap_or_default()
     }
 }
 
@@ -319,7 +368,8 @@ pub struct HeadParser {
     /// Field lines begun so far, dropped ones included.
     field_lines: usize,
     line: Option<RequestLine>,
-    fields: Vec<Field>,
+    /// The kept fields so far, as [`Field::record`]s (what [`RequestHead`] stores).
+    fields: Vec<u8>,
     host: Single,
     content_type: Single,
     content_length: Single,
@@ -428,7 +478,15 @@ impl HeadParser {
     }
 
     /// Scan `buf` from `self.scanned`. Returns the head's length once its final LF is seen.
+    ///
+    /// Each line is first offered to the fast path ([`HeadParser::fast_lines`]) when its first
+    /// byte is reached; the byte loop below takes over where the fast path stops.
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+        if self.scanned == self.line_start {
+            if let Some(head_len) = self.fast_lines(buf) {
+                return Ok(Some(head_len));
+            }
+        }
         let mut at = self.scanned;
         while let Some(&byte) = buf.get(at) {
             if self.phase != Phase::Start && at != self.line_start && byte != CR && byte != LF {
@@ -464,10 +522,15 @@ impl HeadParser {
                     }
                     let line = Span::new(self.line_start, at - 1);
                     self.line_start = at + 1;
+                    self.scanned = at + 1;
                     if self.end_line(buf, line)? {
-                        self.scanned = at + 1;
                         return Ok(Some(at + 1));
                     }
+                    if let Some(head_len) = self.fast_lines(buf) {
+                        return Ok(Some(head_len));
+                    }
+                    at = self.scanned;
+                    continue;
                 }
                 _ => self.line_byte(at, byte)?,
             }
@@ -475,6 +538,172 @@ impl HeadParser {
         }
         self.scanned = at;
         Ok(None)
+    }
+
+    /// Fast path over whole lines, from `self.line_start` (= `self.scanned`: no byte of that
+    /// line scanned yet). Each complete, valid line within the limits is taken in one pass
+    /// and leaves exactly the state the byte loop would have left; returns the head's length
+    /// if the final empty line was among them.
+    ///
+    /// Anything else (a line not complete yet, a byte the line may not hold, a limit reached)
+    /// stops it, and the byte loop decides, so errors and their order are the byte loop's.
+    /// It may stop part-way into a line ([`HeadParser::hand_off`]): only after bytes the byte
+    /// loop would pass without a state change, so no byte is scanned twice. A line is offered
+    /// to the fast path once at most (the byte loop does not go back to its start), which
+    /// keeps the whole scan linear however the head is split.
+    fn fast_lines(&mut self, buf: &[u8]) -> Option<usize> {
+        // Rule 3: the fast path never looks at the byte that would reach
+        // `max_request_header_size`, so every byte it takes is within that limit.
+        let head_end = buf
+            .len()
+            .min(self.limits.max_request_header_size.saturating_sub(1));
+        let window = buf.get(..head_end).unwrap_or_default();
+        loop {
+            let start = self.line_start;
+            let taken = match self.phase {
+                // Rule 2: one empty line before the request line is skipped.
+                Phase::Start if start == 0 && window.starts_with(b"\r\n") => {
+                    self.charge(2);
+                    self.line_start = 2;
+                    self.scanned = 2;
+                    true
+                }
+                Phase::Start => self.fast_request_line(window),
+                Phase::Fields => {
+                    if window.get(start..start + 2) == Some(b"\r\n") {
+                        self.charge(2);
+                        self.line_start = start + 2;
+                        self.scanned = start + 2;
+                        return Some(start + 2);
+                    }
+                    self.fast_field_line(window)
+                }
+                Phase::RequestLine => false,
+            };
+            if !taken {
+                return None;
+            }
+        }
+    }
+
+    /// The fast path on a request line at `self.line_start` (rule 4): true if it took the
+    /// whole line.
+    fn fast_request_line(&mut self, window: &[u8]) -> bool {
+        let start = self.line_start;
+        // Rule 3: every byte of the request line but its final LF must be within
+        // `max_request_line`; the LF is looked for in `window`.
+        let line_end = window
+            .len()
+            .min(start + self.limits.max_request_line.saturating_sub(1));
+        let line = window.get(start..line_end).unwrap_or_default();
+        let (method_len, seen) = token_prefix(line);
+        if method_len == 0 {
+            return false;
+        }
+        if seen & LOWER != 0 || line.get(method_len) != Some(&b' ') {
+            self.hand_off(start + method_len);
+            return false;
+        }
+        let target_start = method_len + 1;
+        let rest = line.get(target_start..).unwrap_or_default();
+        let target_end = target_start + find_byte(rest, ends_target, ends_target_bytes);
+        let target = Span::new(target_start, target_end);
+        let lenient = LENIENCY.obs_text_in_target && LENIENCY.fragment_in_target;
+        if target.is_empty()
+            || line.get(target_end) != Some(&b' ')
+            || (!lenient && target.of(line).iter().any(|&byte| is_bad_target_byte(byte)))
+        {
+            self.hand_off(start + target_end);
+            return false;
+        }
+        // `HTTP/` DIGIT `.` DIGIT CR, then the LF.
+        let version_start = target_end + 1;
+        let cr = version_start + 8;
+        let version = line
+            .get(version_start..cr)
+            .and_then(|version| parse_version(version).ok());
+        let Some(version) = version else {
+            self.hand_off(start + version_start);
+            return false;
+        };
+        if line.get(cr) != Some(&CR) || window.get(start + cr + 1) != Some(&LF) {
+            self.hand_off(start + cr);
+            return false;
+        }
+        self.line = Some(RequestLine {
+            method: Span::new(0, method_len).shifted(start),
+            target: target.shifted(start),
+            version,
+        });
+        self.phase = Phase::Fields;
+        self.charge(cr + 2);
+        self.line_start = start + cr + 2;
+        self.scanned = self.line_start;
+        true
+    }
+
+    /// The fast path on a field line at `self.line_start` (rule 5): true if it took the whole
+    /// line.
+    fn fast_field_line(&mut self, window: &[u8]) -> bool {
+        let start = self.line_start;
+        // Rule 3: this line would be one too many.
+        if self.field_lines >= self.limits.max_request_headers {
+            return false;
+        }
+        let line = window.get(start..).unwrap_or_default();
+        let (name_len, underscore) = short_name_prefix(line).unwrap_or_else(|| name_prefix(line));
+        // An empty name (obs-fold or whitespace included) is the byte loop's to refuse.
+        if name_len == 0 {
+            return false;
+        }
+        if line.get(name_len) != Some(&b':') {
+            self.hand_off(start + name_len);
+            return false;
+        }
+        // The value runs to the first control byte that is not HTAB (RFC 9110 §5.5), which
+        // must be the CR of a CRLF.
+        let value_start = name_len + 1;
+        let mut cr = value_start;
+        loop {
+            cr += find_byte(line.get(cr..).unwrap_or_default(), is_ctl, ctl_bytes);
+            if line.get(cr) != Some(&b'\t') {
+                break;
+            }
+            cr += 1;
+        }
+        if line.get(cr) != Some(&CR) || line.get(cr + 1) != Some(&LF) {
+            self.hand_off(start + cr);
+            return false;
+        }
+        self.field_lines += 1;
+        let value = line.get(value_start..cr).unwrap_or_default();
+        let field = Field {
+            name: Span::new(0, name_len),
+            value: trimmed_value(value).shifted(value_start),
+        };
+        self.charge(cr + 2);
+        self.line_start = start + cr + 2;
+        self.scanned = self.line_start;
+        self.keep_field(window, field.shifted(start), underscore);
+        true
+    }
+
+    /// The fast path stops at `at`, inside the line that starts at `self.line_start`, and the
+    /// byte loop goes on from there. The bytes before `at` hold no CR or LF, their first is
+    /// not whitespace, and they are within the limits (a field line's count was checked), so
+    /// the byte loop would have passed them changing only what is set here.
+    fn hand_off(&mut self, at: usize) {
+        let start = self.line_start;
+        if at <= start {
+            return;
+        }
+        match self.phase {
+            Phase::Start => self.phase = Phase::RequestLine,
+            Phase::Fields => self.field_lines += 1,
+            Phase::RequestLine => {}
+        }
+        self.charge(at - start);
+        self.scanned = at;
     }
 
     /// Fast path: from `at`, inside a line and past its first byte, jump to the next CR or LF.
@@ -575,36 +804,40 @@ impl HeadParser {
                 if line.is_empty() {
                     return Ok(true);
                 }
-                let field = parse_field_line(line.of(buf))?.shifted(line.start);
-                self.keep_field(buf, field);
+                let (field, underscore) = parse_field_line(line.of(buf))?;
+                self.keep_field(buf, field.shifted(line.start), underscore);
                 Ok(false)
             }
         }
     }
 
-    /// Record a valid field line: drop it if its name has `_`, note the fields that may come
-    /// only once.
-    fn keep_field(&mut self, buf: &[u8], field: Field) {
-        let name = field.name.of(buf);
+    /// Record a valid field line: drop it if its name has `_` (`underscore`, found by the
+    /// name scan), note the fields that may come only once.
+    #[expect(
+        clippy::inline_always,
+        reason = "measured: a call a field line costs ~200 instructions a browser head"
+    )]
+    #[inline(always)]
+    fn keep_field(&mut self, buf: &[u8], field: Field, underscore: bool) {
         // SPEC §3.4 (waitress): `X_Auth` must not pass for `X-Auth` in the CGI mapping.
-        if name.contains(&b'_') {
+        if underscore {
             return;
         }
-        let single = if name.eq_ignore_ascii_case(b"host") {
-            Some(&mut self.host)
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            Some(&mut self.content_length)
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            Some(&mut self.transfer_encoding)
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            Some(&mut self.content_type)
-        } else {
-            None
+        let name = field.name.of(buf);
+        // The length picks the one name worth comparing.
+        let single = match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => Some(&mut self.host),
+            14 if name.eq_ignore_ascii_case(b"content-length") => Some(&mut self.content_length),
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                Some(&mut self.transfer_encoding)
+            }
+            12 if name.eq_ignore_ascii_case(b"content-type") => Some(&mut self.content_type),
+            _ => None,
         };
         if let Some(single) = single {
             single.note(field.value);
         }
-        self.fields.push(field);
+        self.fields.extend_from_slice(&field.record());
     }
 
     /// Rule 6 on a complete head of `head_len` bytes, then build it and reset.
@@ -619,13 +852,18 @@ impl HeadParser {
             return Err(ProtoError::DuplicateContentType);
         }
         let body = self.body_kind(buf, line.version)?;
+        // One exact-size allocation for the bytes and the field records, two copies;
+        // `self.fields` keeps its capacity for the next request (see `reset`).
+        let bytes = buf.get(..head_len).unwrap_or_default();
+        let mut data = Vec::with_capacity(bytes.len() + self.fields.len());
+        data.extend_from_slice(bytes);
+        data.extend_from_slice(&self.fields);
         let head = RequestHead {
-            bytes: buf.get(..head_len).map(Box::from).unwrap_or_default(),
+            head_len: bytes.len(),
+            data: data.into_boxed_slice(),
             method: line.method,
             target: line.target,
             version: line.version,
-            // One exact-size allocation; `self.fields` keeps its capacity (see `reset`).
-            fields: self.fields.clone(),
             body,
         };
         self.reset();
@@ -709,29 +947,207 @@ const fn is_field_semantics_error(err: ProtoError) -> bool {
     )
 }
 
-/// RFC 9110 §5.6.2 `tchar`, as a table: one load a byte on the hot path.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
+/// [`TOKEN_CLASS`] bit: the byte is an RFC 9110 §5.6.2 `tchar`.
+const TCHAR: u8 = 1;
+/// [`TOKEN_CLASS`] bit: the byte is `_` (a name with one is dropped, SPEC §3.4).
+const UNDERSCORE: u8 = 2;
+/// [`TOKEN_CLASS`] bit: the byte is a lower-case letter (refused in a method, waitress).
+const LOWER: u8 = 4;
+
+/// What each byte is to a token scan, as a table: one load a byte on the hot path, and the
+/// `_` and lower-case checks ride along in the same pass (OR of the bits seen).
+const TOKEN_CLASS: [u8; 256] = {
+    let mut table = [0; 256];
     let mut byte = 0;
     while byte < 256 {
+        let class = match byte as u8 {
+            b'_' => TCHAR | UNDERSCORE,
+            b'a'..=b'z' => TCHAR | LOWER,
+            b'!'
+            | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'`'
+            | b'|'
+            | b'~'
+            | b'0'..=b'9'
+            | b'A'..=b'Z' => TCHAR,
+            _ => 0,
+        };
         #[expect(
             clippy::indexing_slicing,
             reason = "const evaluation: `byte < 256` bounds it"
         )]
         let slot = &mut table[byte];
-        *slot = matches!(
-            byte as u8,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
-        );
+        *slot = class;
         byte += 1;
     }
     table
 };
 
+/// The [`TOKEN_CLASS`] bits of `byte`.
+fn token_class(byte: u8) -> u8 {
+    TOKEN_CLASS.get(usize::from(byte)).copied().unwrap_or(0)
+}
+
 /// RFC 9110 §5.6.2 `tchar`.
 fn is_tchar(byte: u8) -> bool {
-    TCHAR.get(usize::from(byte)).copied().unwrap_or(false)
+    token_class(byte) & TCHAR != 0
+}
+
+/// The length of the run of `tchar`s that starts `bytes`, and the OR of their
+/// [`TOKEN_CLASS`] bits (so `_` and lower case are known without another pass).
+fn token_prefix(bytes: &[u8]) -> (usize, u8) {
+    let mut seen = 0;
+    for (len, &byte) in bytes.iter().enumerate() {
+        let class = token_class(byte);
+        if class & TCHAR == 0 {
+            return (len, seen);
+        }
+        seen |= class;
+    }
+    (bytes.len(), seen)
+}
+
+/// The offset of the first byte of `bytes` for which `stop` holds, or `bytes.len()`.
+/// `word_stops` is the same test on eight bytes at once (see [`ctl_bytes`]).
+///
+/// Sixteen bytes at a time while no byte stops: the block test is a branch-free OR over a
+/// fixed-size array, which the compiler turns into SIMD compares (SSE2 on x86-64; plain code
+/// elsewhere), with no `unsafe`. The block that stops, and the last bytes, go a word at a
+/// time, then one by one.
+#[inline]
+fn find_byte(
+    bytes: &[u8],
+    stop: impl Fn(u8) -> bool + Copy,
+    word_stops: impl Fn(u64) -> u64 + Copy,
+) -> usize {
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+        if block.iter().fold(false, |any, &byte| any | stop(byte)) {
+            let flags = block.map(|byte| if stop(byte) { 0xff_u8 } else { 0 });
+            return at + (u128::from_le_bytes(flags).trailing_zeros() / 8) as usize;
+        }
+        at += 16;
+    }
+    at + find_byte_in_words(bytes.get(at..).unwrap_or_default(), stop, word_stops)
+}
+
+/// [`find_byte`] for a short run: a word at a time, then the last (< 8) bytes one by one.
+#[inline]
+fn find_byte_in_words(
+    bytes: &[u8],
+    stop: impl Fn(u8) -> bool,
+    word_stops: impl Fn(u64) -> u64,
+) -> usize {
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let stops = word_stops(u64::from_le_bytes(*word));
+        if stops != 0 {
+            // Little-endian: the first byte of the word is the lowest.
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|&byte| stop(byte))
+        .unwrap_or(rest.len())
+}
+
+/// `0x01` in each byte of a word.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// `0x80` in each byte of a word.
+const HIGHS: u64 = ONES * 0x80;
+
+// Word-at-a-time byte classes. Each function below flags, with the byte's high bit, exactly
+// the bytes of `word` (eight bytes, little-endian) that its byte-wise twin flags. They only
+// add to the low seven bits of each byte, so no carry crosses into the next byte and every
+// flag is exact (no false alarm next to a real one). A byte `b` is in `lo..=hi` (with
+// `b < 0x80`) when `b + (0x80 - lo)` has its high bit set and `b + (0x7f - hi)` has not.
+
+/// [`is_ctl`] on each byte of `word`.
+const fn ctl_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // High bit set where `low < 0x20`, and where `low == 0x7f`.
+    let below_space = !(low + ONES * 0x60);
+    let del = low + ONES;
+    (below_space | del) & !word & HIGHS
+}
+
+/// [`ends_target`] on each byte of `word`.
+const fn ends_target_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // High bit set where `low < 0x21`, and where `low == 0x7f`.
+    let below_bang = !(low + ONES * 0x5f);
+    let del = low + ONES;
+    (below_bang | del) & !word & HIGHS
+}
+
+/// [`ends_plain_name`] on each byte of `word`.
+const fn ends_plain_name_bytes(word: u64) -> u64 {
+    let low = word & !HIGHS;
+    // Setting 0x20 maps `A..=Z` onto `a..=z` and no other byte into that range.
+    let folded = low | (ONES * 0x20);
+    let letter = (folded + ONES * (0x80 - 0x61)) & !(folded + ONES * (0x7f - 0x7a));
+    let digit = (low + ONES * (0x80 - 0x30)) & !(low + ONES * (0x7f - 0x39));
+    // High bit clear only where `low == b'-'`.
+    let not_dash = (low ^ (ONES * 0x2d)) + ONES * 0x7f;
+    !((letter | digit | !not_dash) & !word) & HIGHS
+}
+
+/// A byte that ends a run of field-value bytes: a control (HTAB, CR and LF included) or DEL
+/// (RFC 9110 §5.5).
+const fn is_ctl(byte: u8) -> bool {
+    byte < 0x20 || byte == 0x7f
+}
+
+/// A byte that ends a request-target: a control, SP or DEL (RFC 9112 §3.2).
+const fn ends_target(byte: u8) -> bool {
+    byte <= 0x20 || byte == 0x7f
+}
+
+/// A byte that ends the common form of a field name (letters, digits and `-`); the rest of
+/// `tchar`, if it follows, is taken by [`token_prefix`].
+const fn ends_plain_name(byte: u8) -> bool {
+    !(byte.is_ascii_alphanumeric() || byte == b'-')
+}
+
+/// A byte that ends the common form of a Host name (letters, digits, `-` and `.`).
+const fn ends_plain_host(byte: u8) -> bool {
+    ends_plain_name(byte) && byte != b'.'
+}
+
+/// [`ends_plain_host`] on each byte of `word`.
+const fn ends_plain_host_bytes(word: u64) -> u64 {
+    // High bit clear only where the byte is `.`.
+    let not_dot = ((word & !HIGHS) ^ (ONES * 0x2e)) + ONES * 0x7f;
+    ends_plain_name_bytes(word) & (not_dot | word)
+}
+
+/// [`name_prefix`] for the common case, a name of at most 15 letters, digits and `-` then
+/// `:`, sixteen bytes at once (SIMD compares, as in [`find_byte`]); `None` for any other.
+fn short_name_prefix(line: &[u8]) -> Option<(usize, bool)> {
+    let block = line.first_chunk::<16>()?;
+    let flags = block.map(|byte| if ends_plain_name(byte) { 0xff_u8 } else { 0 });
+    let len = (u128::from_le_bytes(flags).trailing_zeros() / 8) as usize;
+    (block.get(len) == Some(&b':')).then_some((len, false))
+}
+
+/// The length of the field name (a run of `tchar`s) that starts `line`, and whether it holds
+/// a `_`. Letters, digits and `-` are taken eight at a time, the rest one by one.
+fn name_prefix(line: &[u8]) -> (usize, bool) {
+    let plain = find_byte_in_words(line, ends_plain_name, ends_plain_name_bytes);
+    let (more, seen) = token_prefix(line.get(plain..).unwrap_or_default());
+    (plain + more, seen & UNDERSCORE != 0)
 }
 
 /// RFC 9110 §5.5: a field value byte (VCHAR, obs-text, SP, HTAB).
@@ -820,6 +1236,17 @@ fn split_at_space(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((before, after.get(1..)?))
 }
 
+/// RFC 9112 §3.2: a target has no CTL, SP or DEL (NUL included, SPEC B1 row 16). obs-text
+/// and '#' pass only by leniency.
+const fn is_bad_target_byte(byte: u8) -> bool {
+    match byte {
+        0x00..=0x20 | 0x7f => true,
+        0x80..=0xff => !LENIENCY.obs_text_in_target,
+        b'#' => !LENIENCY.fragment_in_target,
+        _ => false,
+    }
+}
+
 /// Rule 4: `method SP request-target SP HTTP-version` (RFC 9112 §3), spans relative to `line`.
 fn parse_request_line(line: &[u8]) -> Result<RequestLine, ProtoError> {
     let (method, rest) = split_at_space(line).ok_or(ProtoError::InvalidStartLine)?;
@@ -839,14 +1266,6 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine, ProtoError> {
     if target.is_empty() {
         return Err(ProtoError::InvalidStartLine);
     }
-    // RFC 9112 §3.2: no CTL, SP or DEL (NUL included, SPEC B1 row 16). obs-text and '#'
-    // pass only by leniency.
-    let is_bad_target_byte = |byte: u8| match byte {
-        0x00..=0x20 | 0x7f => true,
-        0x80..=0xff => !LENIENCY.obs_text_in_target,
-        b'#' => !LENIENCY.fragment_in_target,
-        _ => false,
-    };
     if target.iter().any(|&byte| is_bad_target_byte(byte)) {
         return Err(ProtoError::BadUri);
     }
@@ -877,12 +1296,10 @@ fn parse_version(version: &[u8]) -> Result<Version, ProtoError> {
     }
 }
 
-/// Rule 5: `field-name ":" OWS field-value OWS` (RFC 9112 §5), spans relative to `line`.
-fn parse_field_line(line: &[u8]) -> Result<Field, ProtoError> {
-    let name_len = line
-        .iter()
-        .position(|&byte| !is_tchar(byte))
-        .unwrap_or(line.len());
+/// Rule 5: `field-name ":" OWS field-value OWS` (RFC 9112 §5), spans relative to `line`, and
+/// whether the name holds a `_`.
+fn parse_field_line(line: &[u8]) -> Result<(Field, bool), ProtoError> {
+    let (name_len, underscore) = name_prefix(line);
     let rest = line.get(name_len..).unwrap_or_default();
     match rest.split_first() {
         Some((b':', _)) if name_len > 0 => {}
@@ -907,14 +1324,20 @@ fn parse_field_line(line: &[u8]) -> Result<Field, ProtoError> {
     if !all_field_value_bytes(value) {
         return Err(ProtoError::InvalidHeader);
     }
+    let field = Field {
+        name: Span::new(0, name_len),
+        value: trimmed_value(value).shifted(value_start),
+    };
+    Ok((field, underscore))
+}
+
+/// Rule 5: the span of `value` without leading and trailing SP/HTAB (RFC 9110 §5.6.3); an
+/// all-whitespace value gives an empty span at its end.
+fn trimmed_value(value: &[u8]) -> Span {
     let leading = value.iter().take_while(|&&byte| is_ows(byte)).count();
     let trailing = value.iter().rev().take_while(|&&byte| is_ows(byte)).count();
-    let start = value_start + leading;
-    let end = (line.len() - trailing).max(start);
-    Ok(Field {
-        name: Span::new(0, name_len),
-        value: Span::new(start, end),
-    })
+    let end = (value.len() - trailing).max(leading);
+    Span::new(leading, end)
 }
 
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`, ASCII digits only (leading zeros allowed),
@@ -975,6 +1398,14 @@ fn transfer_coding(value: &[u8]) -> Result<BodyKind, ProtoError> {
 /// an IP-literal in brackets or a reg-name (IPv4 addresses are reg-names), and port is
 /// `*DIGIT`. An empty value is valid (RFC 9112 §3.2: a target without an authority).
 fn is_valid_host(value: &[u8]) -> bool {
+    // The common case first, a word at a time: a name of letters, digits, `-` and `.` (all
+    // reg-name bytes), then nothing or a port.
+    let plain = find_byte_in_words(value, ends_plain_host, ends_plain_host_bytes);
+    match value.split_at_checked(plain) {
+        Some((_, [])) => return true,
+        Some((_, [b':', port @ ..])) => return port.iter().all(u8::is_ascii_digit),
+        _ => {}
+    }
     let port = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&byte| byte == b']') else {
             return false;
@@ -1073,6 +1504,11 @@ fn is_ip_literal(literal: &[u8]) -> bool {
 /// RFC 3986 §3), without its userinfo (RFC 9112 §3.2: Host excludes it). `None` for the
 /// other forms.
 fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    // An origin-form target (`/...`, nearly all of them) fails the scheme's first byte test
+    // below; looking at that byte first spares the search for a colon.
+    if !target.first()?.is_ascii_alphabetic() {
+        return None;
+    }
     let colon = target.iter().position(|&byte| byte == b':')?;
     let (scheme, rest) = target.split_at_checked(colon)?;
     // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
@@ -1099,7 +1535,9 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::{
-        all_field_value_bytes, find_cr_or_lf, is_field_value_byte, is_tchar, BodyKind, HeadParser,
+        all_field_value_bytes, ctl_bytes, ends_plain_host, ends_plain_host_bytes, ends_plain_name,
+        ends_plain_name_bytes, ends_target, ends_target_bytes, find_byte, find_cr_or_lf, is_ctl,
+        is_field_value_byte, is_tchar, name_prefix, short_name_prefix, BodyKind, HeadParser,
         ProtoError, RequestHead, Version,
     };
     use crate::limits::Limits;
@@ -2383,6 +2821,50 @@ mod tests {
             bytes in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(0x0c_u8), Just(0x0e_u8), Just(0x8d_u8), any::<u8>()], 0..40)
         ) {
             prop_assert_eq!(find_cr_or_lf(&bytes), bytes.iter().position(|&b| b == b'\r' || b == b'\n'));
+        }
+
+        /// Each word-at-a-time byte class flags exactly the bytes its byte-wise twin flags,
+        /// and the block search finds the same first byte as a byte-wise search.
+        #[test]
+        fn byte_classes_agree_with_words(
+            bytes in proptest::collection::vec(prop_oneof![
+                Just(b'\t'), Just(b'\r'), Just(0x7f_u8), Just(0xff_u8), Just(b'-'), Just(b'.'),
+                Just(b':'), Just(0xad_u8), Just(0xae_u8), any::<u8>(), b'A'..=b'z', b'0'..=b'9'
+            ], 0..48)
+        ) {
+            type Class = (fn(u8) -> bool, fn(u64) -> u64);
+            let classes: [Class; 4] = [
+                (is_ctl, ctl_bytes),
+                (ends_target, ends_target_bytes),
+                (ends_plain_name, ends_plain_name_bytes),
+                (ends_plain_host, ends_plain_host_bytes),
+            ];
+            for (stop, word_stops) in classes {
+                for word in bytes.chunks_exact(8) {
+                    let flags = word_stops(u64::from_le_bytes(word.try_into().unwrap()));
+                    let expected = word
+                        .iter()
+                        .enumerate()
+                        .fold(0_u64, |acc, (at, &byte)| acc | u64::from(stop(byte)) << (8 * at + 7));
+                    prop_assert_eq!(flags, expected);
+                }
+                let found = find_byte(&bytes, stop, word_stops);
+                prop_assert_eq!(found, bytes.iter().position(|&b| stop(b)).unwrap_or(bytes.len()));
+            }
+        }
+
+        /// The sixteen-at-a-time name scan, when it answers, answers as the general one does.
+        #[test]
+        fn short_names_agree_with_names(
+            line in proptest::collection::vec(prop_oneof![
+                Just(b':'), Just(b'-'), Just(b'_'), Just(b' '), Just(0xc1_u8), Just(b'!'),
+                b'A'..=b'z', b'0'..=b'9', any::<u8>()
+            ], 0..24)
+        ) {
+            if let Some(short) = short_name_prefix(&line) {
+                prop_assert_eq!(short, name_prefix(&line));
+                prop_assert_eq!(line.get(short.0), Some(&b':'));
+            }
         }
 
         /// The eight-at-a-time value check agrees with the byte-wise rule on any input.
