@@ -98,13 +98,13 @@ bench-parse: ## criterion: our head parse and chunked decode against bare httpar
 	$(CARGO) bench -p waitress-http --bench parse
 
 .PHONY: bench-instructions
-bench-instructions: build ## callgrind instruction counts: head parse (ours vs bare httparse) and a whole hello request
+bench-instructions: build ## callgrind instruction counts: parse (ours vs bare httparse, per input) and a whole hello request
 	$(CARGO) build --release -p waitress-http --example parse_loop
-	for what in ours httparse; do \
-		base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 0 $$what 2>&1 | sed -n 's/.*Collected : //p'); \
-		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 10000 $$what 2>&1 | sed -n 's/.*Collected : //p'); \
-		echo "$$what: $$(( (runs - base) / 10000 )) instructions per browser-head parse"; \
-	done
+	for input in browser hello chunked; do for what in ours httparse; do \
+		base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 0 $$what $$input 2>&1 | sed -n 's/.*Collected : //p'); \
+		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 10000 $$what $$input 2>&1 | sed -n 's/.*Collected : //p'); \
+		echo "$$input $$what: $$(( (runs - base) / 10000 )) instructions per parse"; \
+	done; done
 	python tools/hello_instructions.py 2000
 
 # Debian packages the tests and benchmarks need, installed only when missing (root on CI).
