@@ -128,6 +128,7 @@ def _run_servers(servers: list[BaseWSGIServer], dispatcher: ThreadedTaskDispatch
             raise SystemExit(0)
 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
+
     def on_stop() -> None:
         # SPEC D7: stop listening as the stop begins (the Rust core drops its own copies).
         for server in servers:
