@@ -1,0 +1,82 @@
+"""Scorecard item 5, soak (``make soak``): one million keep-alive requests to an echo app,
+driven by wrk (tests/soak/echo.lua). After them the server's RSS is within 5% (or 5 MiB)
+of its RSS after a 10,000-request warm-up, its open-file count is the same, and every
+answer was a 2xx with the request body echoed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.support import MIB, ServerProcess, report
+
+SCRIPT = Path(__file__).with_name("echo.lua")
+CONNECTIONS = 8
+#: wrk's own bound on each run, in seconds; the request counts end it sooner.
+LIMIT_SECONDS = 1500
+
+
+def wrk(server: ServerProcess, requests: int) -> dict[str, int]:
+    """Run wrk until ``requests`` responses (one thread, CONNECTIONS keep-alive
+    connections); returns its tallies."""
+    executable = shutil.which("wrk")
+    if executable is None:
+        pytest.fail("wrk is missing: `make sysdeps` installs it")
+    result = subprocess.run(
+        [
+            executable,
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{LIMIT_SECONDS}s",
+            "--timeout=10s",
+            "-s",
+            str(SCRIPT),
+            f"http://127.0.0.1:{server.port}/echo",
+            "--",
+            str(requests),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_SECONDS + 60,
+        check=True,
+    )
+    match = re.search(r"SOAK (.*)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+@pytest.mark.timeout(LIMIT_SECONDS * 2)
+def test_a_million_keep_alive_requests() -> None:
+    server = ServerProcess()
+    try:
+        warm = wrk(server, 10_000)
+        time.sleep(1)
+        rss, fds = server.rss(), server.fds()
+        started = time.monotonic()
+        tally = wrk(server, 1_000_000)
+        elapsed = time.monotonic() - started
+        time.sleep(1)
+        rss_after, fds_after = server.rss(), server.fds()
+        report(
+            "5-soak",
+            responses=tally["responses"],
+            seconds=round(elapsed),
+            per_second=round(tally["responses"] / elapsed),
+            rss_warm_mib=round(rss / MIB, 2),
+            rss_after_mib=round(rss_after / MIB, 2),
+            fds=[fds, fds_after],
+            tally=tally,
+        )
+        assert warm["responses"] >= 10_000 and warm["non2xx"] == 0
+        assert tally["responses"] >= 1_000_000, tally
+        assert tally["non2xx"] == 0 and tally["badbody"] == 0, tally
+        assert tally["connect"] == tally["read"] == tally["write"] == tally["timeout"] == 0
+        assert fds_after == fds, (fds, fds_after)
+        assert rss_after - rss <= max(rss * 0.05, 5 * MIB), (rss, rss_after)
+    finally:
+        server.stop()
