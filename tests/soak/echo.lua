@@ -1,6 +1,8 @@
 -- wrk script for tests/soak/test_keepalive_soak.py: POST a small body to /echo on
 -- keep-alive connections; each wrk thread stops after its share of responses (the first
--- argument after "--"), counts non-2xx answers, and the summary line is parsed by the test.
+-- argument after "--") and then creates the file named by the second argument (wrk's main
+-- thread sleeps for the whole -d duration: the test sends SIGINT when the file appears).
+-- Non-2xx answers and wrong bodies are counted; the test parses the SOAK summary line.
 wrk.method = "POST"
 wrk.body = string.rep("e", 64)
 wrk.headers["Content-Type"] = "application/octet-stream"
@@ -13,6 +15,7 @@ end
 
 function init(args)
    limit = tonumber(args[1])
+   marker = args[2]
    count = 0
    non2xx = 0
    badbody = 0
@@ -25,7 +28,8 @@ function response(status, headers, body)
    elseif body ~= wrk.body then
       badbody = badbody + 1
    end
-   if count >= limit then
+   if count == limit then
+      io.open(marker, "w"):close()
       wrk.thread:stop()
    end
 end
