@@ -170,6 +170,7 @@ def seen(server: ServerProcess, raw: bytes, splits: list[int]) -> Optional[bytes
     return response[2]
 
 
+@pytest.mark.timeout(300)  # about 40 s alone; more on a loaded CI machine
 @settings(
     max_examples=2000,
     deadline=None,
