@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -70,8 +71,22 @@ def test_a_million_keep_alive_requests(tmp_path: Path) -> None:
         warm = wrk(server, 10_000, marker)
         time.sleep(1)
         rss, fds = server.rss(), server.fds()
+        samples: list[float] = []  # RSS in MiB every 30 s: a plateau, or a slope?
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append(round(server.rss() / MIB, 2))
+                done.wait(30)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         started = time.monotonic()
-        tally = wrk(server, 1_000_000, marker)
+        try:
+            tally = wrk(server, 1_000_000, marker)
+        finally:
+            done.set()
+            sampler.join(5)
         elapsed = time.monotonic() - started
         time.sleep(1)
         rss_after, fds_after = server.rss(), server.fds()
@@ -82,6 +97,7 @@ def test_a_million_keep_alive_requests(tmp_path: Path) -> None:
             per_second=round(tally["responses"] / elapsed),
             rss_warm_mib=round(rss / MIB, 2),
             rss_after_mib=round(rss_after / MIB, 2),
+            rss_every_30s_mib=samples,
             fds=[fds, fds_after],
             tally=tally,
         )
