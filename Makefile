@@ -74,7 +74,7 @@ test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest -q -p no:cacheprovider
 
 .PHONY: soak
-soak: sysdeps build ## the long reliability runs in tests/soak (one million keep-alive requests: ~10 min)
+soak: sysdeps build ## the long reliability runs in tests/soak (a million keep-alive requests, slow-client attacks; ~10 min)
 	pytest -q -p no:cacheprovider tests/soak
 
 .PHONY: test
