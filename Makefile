@@ -74,7 +74,7 @@ test-python: build $(COMPAT_VENV)/.deps ## pytest over real sockets
 	pytest -q -p no:cacheprovider
 
 .PHONY: soak
-soak: sysdeps build $(COMPAT_VENV)/.deps ## long reliability runs in tests/soak (1M keep-alive requests, full-scale faults; ~30 min)
+soak: sysdeps build ## the long reliability runs in tests/soak (a million keep-alive requests, slow-client attacks; ~10 min)
 	pytest -q -p no:cacheprovider tests/soak
 
 .PHONY: test
