@@ -26,6 +26,17 @@ EXECUTABLES = {
 APP = "tests.apps.reliability_app:app"
 
 
+def terminate(proc: subprocess.Popen[Any], wait: float = 10) -> None:
+    """SIGTERM a process we started, SIGKILL it if it has not exited after ``wait`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Server:
     """``waitress-serve`` in a subprocess; its stderr (the log) is kept in ``self.log``."""
 
@@ -71,13 +82,7 @@ class Server:
         return json.loads(body)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self._close_pipe()
 
     def _close_pipe(self) -> None:

@@ -22,6 +22,8 @@ from typing import IO, Any, Optional
 
 import pytest
 
+from tests.reliability.harness import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = {"ours": ROOT / ".venv", "waitress": ROOT / ".venv-waitress"}
 APP = "tests.apps.reliability_apps:app"
@@ -125,13 +127,7 @@ class ServerProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 15)
         self.log.close()
 
 

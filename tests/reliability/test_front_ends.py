@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from tests.reliability.harness import Server, free_port, read_response
+from tests.reliability.harness import Server, free_port, read_response, terminate
 from tests.security.vectors import VECTORS
 
 TRUSTED = (
@@ -165,13 +165,7 @@ class Proxy:
         return lines
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 def canary_request(name: str) -> bytes:
