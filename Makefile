@@ -105,6 +105,11 @@ bench-instructions: build ## callgrind instruction counts: parse (ours vs bare h
 		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 10000 $$what $$input 2>&1 | sed -n 's/.*Collected : //p'); \
 		echo "$$input $$what: $$(( (runs - base) / 10000 )) instructions per parse"; \
 	done; done
+	for kib in 64 128 256; do \
+		base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 0 ours worst$$kib 2>&1 | sed -n 's/.*Collected : //p'); \
+		runs=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/parse_loop 20 ours worst$$kib 2>&1 | sed -n 's/.*Collected : //p'); \
+		echo "worst-case $$kib KiB head in 512-byte pieces: $$(( (runs - base) / 20 )) instructions (linear in size: issue 6)"; \
+	done
 	python tools/hello_instructions.py 2000
 
 # Debian packages the tests and benchmarks need, installed only when missing (root on CI).

@@ -109,5 +109,50 @@ fn chunked(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked);
+/// A head of `size` bytes within the field-count limit: 100 long field lines.
+fn big_head(size: usize) -> Vec<u8> {
+    let mut head = b"GET /worst HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+    let fields = 100;
+    let per_field = (size - head.len() - 2) / fields;
+    for n in 0..fields {
+        let name = format!("X-Fill-{n:03}: ");
+        let value_len = per_field - name.len() - 2;
+        head.extend_from_slice(name.as_bytes());
+        head.extend(std::iter::repeat_n(b'v', value_len));
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Issue 6 item 9: parse time of a worst-case head up to 256 KiB grows linearly with its
+/// size when it arrives in 512-byte pieces (the parser is handed the growing buffer each
+/// time, as a connection does, and must not rescan it).
+fn worst_case_heads(c: &mut Criterion) {
+    let limits = Limits {
+        max_request_header_size: 1 << 20,
+        ..Limits::default()
+    };
+    let mut group = c.benchmark_group("head/worst-case-in-512-byte-pieces");
+    for kib in [64, 128, 256] {
+        let head = big_head(kib * 1024);
+        group.throughput(Throughput::Bytes(head.len() as u64));
+        group.bench_function(format!("{kib}KiB"), |b| {
+            let mut parser = HeadParser::new(limits);
+            b.iter(|| {
+                parser.reset();
+                let mut end = 0;
+                loop {
+                    end = (end + 512).min(head.len());
+                    if let Some(parsed) = parser.parse(black_box(&head[..end])).unwrap() {
+                        break black_box(parsed.head_len());
+                    }
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, heads, chunked, worst_case_heads);
 criterion_main!(benches);

@@ -2,8 +2,10 @@
 //! the fixed workload for `make bench-instructions` (callgrind counts instructions, which are
 //! stable on a noisy machine where wall time is not).
 //!
-//! `parse_loop ROUNDS [ours|httparse] [browser|hello|chunked]`; the input defaults to the
-//! browser head. The inputs are the criterion bench's (`benches/parse.rs`).
+//! `parse_loop ROUNDS [ours|httparse] [browser|hello|chunked|worst64|worst128|worst256]`; the
+//! input defaults to the browser head. The inputs are the criterion bench's
+//! (`benches/parse.rs`); `worstN` is an N KiB head of 100 long fields handed to our parser
+//! in 512-byte steps of a growing buffer, as a connection does (issue 6: linear in N).
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -76,6 +78,42 @@ fn decode_httparse(body: &[u8]) -> usize {
     }
 }
 
+/// A head of `size` bytes within the field-count limit: 100 long field lines.
+fn big_head(size: usize) -> Vec<u8> {
+    let mut head = b"GET /worst HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+    let fields = 100;
+    let per_field = (size - head.len() - 2) / fields;
+    for n in 0..fields {
+        let name = format!("X-Fill-{n:03}: ");
+        head.extend_from_slice(name.as_bytes());
+        head.extend(std::iter::repeat_n(b'v', per_field - name.len() - 2));
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn worst_case(kib: usize, rounds: usize) -> usize {
+    let head = big_head(kib * 1024);
+    let limits = Limits {
+        max_request_header_size: 1 << 20,
+        ..Limits::default()
+    };
+    let mut parser = HeadParser::new(limits);
+    let mut total = 0;
+    for _ in 0..rounds {
+        parser.reset();
+        let mut end = 0;
+        total += loop {
+            end = (end + 512).min(head.len());
+            if let Some(parsed) = parser.parse(black_box(&head[..end])).unwrap() {
+                break parsed.head_len();
+            }
+        };
+    }
+    total
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
@@ -86,6 +124,10 @@ fn main() {
         .nth(3)
         .unwrap_or_else(|| "browser".to_owned());
     let ours = what != "httparse";
+    if let Some(kib) = input.strip_prefix("worst") {
+        println!("{}", worst_case(kib.parse().unwrap(), rounds));
+        return;
+    }
     let mut total = 0;
     if input == "chunked" {
         let body = chunked_body();
