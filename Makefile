@@ -46,8 +46,8 @@ serve: build ## serve the demo app (examples/demo_app.py) on http://127.0.0.1:80
 .PHONY: fmt
 fmt: venv ## format Rust and Python
 	$(CARGO) fmt --all
-	ruff format python tests
-	ruff check --fix python tests
+	ruff format python tests examples bench
+	ruff check --fix python tests examples bench
 
 .PHONY: lint-rust
 lint-rust: venv ## rustfmt check and clippy (warnings are errors); pyo3 needs the venv python
@@ -62,8 +62,8 @@ test-rust: venv ## cargo test (http + server crates, fuzz regressions replayed)
 .PHONY: lint-python
 lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extension
 	ruff --version
-	ruff check python tests examples
-	ruff format --check python tests examples
+	ruff check python tests examples bench
+	ruff format --check python tests examples bench
 	mypy --version
 	mypy
 	python -m mypy.stubtest waitress._core --allowlist .mypy-stubtest-allowlist
@@ -117,3 +117,41 @@ SYSDEPS_TEST := nginx haproxy slowhttptest wrk strace
 .PHONY: sysdeps
 sysdeps: ## install the Debian packages the tests need (only those missing)
 	tools/apt-ensure $(SYSDEPS_TEST)
+
+# Server benchmarks (bench/bench.py, docs/benchmarks.md "Server benchmarks"). Each peer gets
+# its own venv under bench/.venvs/ (never the project's .venv: waitress has our import name);
+# our server is a release wheel installed into bench/.venvs/waitress-rs.
+BENCH_VENVS := bench/.venvs
+BENCH_ARGS ?=
+BENCH_PY := $(BENCH_VENVS)/tools/bin/python
+SYSDEPS_BENCH := wrk nginx taskset:util-linux /usr/include/ev.h:libev-dev
+bench_pin_waitress := waitress==3.0.2
+bench_pin_granian := granian==2.8.7
+bench_pin_bjoern := bjoern==3.2.2
+bench_pin_gunicorn := gunicorn==27.0.1
+
+$(BENCH_VENVS)/tools/.deps:
+	$(PYTHON) -m venv $(BENCH_VENVS)/tools
+	$(BENCH_PY) -m pip install -q --disable-pip-version-check maturin==1.16.0 matplotlib==3.11.2
+	touch $@
+
+$(BENCH_VENVS)/%/.deps:
+	$(PYTHON) -m venv $(BENCH_VENVS)/$*
+	$(BENCH_VENVS)/$*/bin/python -m pip install -q --disable-pip-version-check $(bench_pin_$*)
+	touch $@
+
+.PHONY: bench-setup
+bench-setup: $(BENCH_VENVS)/tools/.deps ## build our release wheel and the peers' venvs for make bench
+	tools/apt-ensure $(SYSDEPS_BENCH)
+	$(MAKE) $(foreach p,waitress granian bjoern gunicorn,$(BENCH_VENVS)/$(p)/.deps)
+	test -x $(BENCH_VENVS)/waitress-rs/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/waitress-rs
+	rm -rf $(BENCH_VENVS)/wheels
+	$(BENCH_VENVS)/tools/bin/maturin build --release --quiet \
+		--interpreter $(BENCH_VENVS)/waitress-rs/bin/python --out $(BENCH_VENVS)/wheels
+	$(BENCH_VENVS)/waitress-rs/bin/python -m pip install -q --disable-pip-version-check \
+		--force-reinstall --no-deps $(BENCH_VENVS)/wheels/*.whl
+	$(CARGO) build --release --quiet -p waitress-server --example hello_server
+
+.PHONY: bench
+bench: bench-setup ## server benchmarks against waitress, granian, bjoern, gunicorn, nginx (~25 min; BENCH_ARGS=--quick)
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
