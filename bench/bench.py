@@ -215,7 +215,6 @@ class Settings:
     quick: bool
     dry_run: bool = False
     report_only: str | None = None
-    port: int = 28600
     meta: dict = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
 
@@ -385,9 +384,12 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, limit: float = 20.0) ->
             raise CellError(f"exited with {proc.returncode} before listening")
         try:
             socket.create_connection((HOST, port), timeout=0.5).close()
-            return
         except OSError:
             time.sleep(0.05)
+            continue
+        if proc.poll() is not None:
+            raise CellError(f"exited with {proc.returncode}; another process has the port")
+        return
     raise CellError(f"not listening after {limit:.0f} s")
 
 
@@ -567,9 +569,15 @@ def close_all(socks: list[socket.socket]) -> None:
 # ---------------------------------------------------------------- one cell
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick): never someone else's server."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
 def run_cell(st: Settings, server: Server, scenario: Scenario, repeat: int) -> dict:
-    st.port += 1
-    port = st.port
+    port = free_port()
     rundir = st.run_dir / "cells" / f"{scenario.name}-{server.name}-{repeat}"
     record: dict = {"server": server.name, "scenario": scenario.name, "repeat": repeat}
     proc, argv = start_server(server, scenario, port, rundir)
@@ -681,14 +689,23 @@ def cpu_model() -> str:
     return f"{os.cpu_count()} CPUs"
 
 
-def prepare() -> None:
+def prepare(idle: int) -> None:
+    """The files nginx and the file app serve; a descriptor limit for the idle run (the
+    harness holds the idle connections, the server their other ends; children inherit it)."""
     OUT.mkdir(parents=True, exist_ok=True)
     for name, size in (("file.bin", 4 << 20), ("big.bin", 1 << 20)):
         path = OUT / name
         if not path.exists() or path.stat().st_size != size:
             path.write_bytes(b"f" * size)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
+    want = max(soft, idle + 4096)
+    if hard == resource.RLIM_INFINITY or hard >= want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))  # root may raise the hard limit
+    except (ValueError, OSError):
+        print(f"ulimit -n is at most {hard}: the idle run may fail", file=sys.stderr)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -798,7 +815,7 @@ def main(argv: list[str]) -> int:
     if gone:
         print("not installed (run make bench-setup): " + ", ".join(gone), file=sys.stderr)
         return 2
-    prepare()
+    prepare(st.idle)
     st.run_dir.mkdir(parents=True, exist_ok=True)
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -814,7 +831,10 @@ def main(argv: list[str]) -> int:
         },
         "versions": versions(st),
         "servers": [{"name": s.name, "note": s.note} for s in st.servers],
-        "scenarios": [{"name": s.name, "title": s.title} for s in st.scenarios],
+        "scenarios": [
+            {"name": s.name, "title": s.title.replace("10,000", f"{st.idle:,}")}
+            for s in st.scenarios
+        ],
         "wrk": " ".join(wrk_argv(0, SCENARIOS[1], st.duration)).replace(str(ROOT) + "/", ""),
     }
     try:

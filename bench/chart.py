@@ -17,14 +17,19 @@ import matplotlib.pyplot as plt
 OURS = "waitress-rs"
 
 
-def bar_colors(servers: list[str]) -> list[str]:
+COLORS: dict[str, tuple] = {}
+
+
+def set_colors(servers: list[str]) -> None:
+    """One color per server, the same in every chart."""
     palette = plt.get_cmap("tab10").colors
-    return [palette[i % len(palette)] for i in range(len(servers))]
+    COLORS.update({s: palette[i % len(palette)] for i, s in enumerate(servers)})
 
 
 def grouped(ax, groups: list[str], servers: list[str], value) -> None:
     width = 0.8 / max(1, len(servers))
-    for i, (server, color) in enumerate(zip(servers, bar_colors(servers))):
+    for i, server in enumerate(servers):
+        color = COLORS.get(server)
         xs, ys = [], []
         for g, group in enumerate(groups):
             y = value(group, server)
@@ -85,6 +90,7 @@ def main() -> None:
     summary = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
+    set_colors(summary["servers"])
     for path in (hello_chart(summary, out), ratio_chart(summary, out)):
         if path is not None:
             print(path)

@@ -319,6 +319,24 @@ def section(data: dict, charts: list[str]) -> str:
         "Server CPU is utime + stime of the server's process tree (/proc/PID/stat) over the "
         "measured run; peak RSS is summed over the tree, sampled every 0.1 s.",
         "",
+        "- **Servers:** waitress-rs is ours (release wheel of this tree); rust-hello is the "
+        "same Rust server with a Rust handler instead of Python "
+        "(`crates/server/examples/hello_server.rs`), the ceiling without Python; nginx is "
+        "the static ceiling (no Python at all). waitress 3.0.2 runs with its defaults "
+        "(connection_limit 100).",
+        "- **cpu-pinned:** the server runs under `taskset -c 0` and wrk under `taskset -c 1`, "
+        "so the two do not compete for a core; the figure to read is server CPU µs per "
+        "request, not req/s.",
+        "- **idle10k:** on one server, hello@16 is measured, then the harness opens the idle "
+        "connections (each sends one request and reads the answer, then stays open), and "
+        "hello@16 is measured again while they are held; peak RSS is taken during the "
+        "second run, and the connections still open afterwards are counted. waitress "
+        "(select() loop, connection_limit 100) and gunicorn gthread (worker_connections "
+        "1000) are left out; ours runs with `--connection-limit=12000`, granian with "
+        "`--backpressure 12000`.",
+        "- **file:** granian has no `wsgi.file_wrapper` (optional in PEP 3333), so the app "
+        "falls back to 64 KiB reads there; nginx serves the same file statically.",
+        "",
     ]
     lines += charts
     lines += ["### Targets (issue 5)", "", *target_table(agg), ""]
