@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 from pathlib import Path
@@ -338,6 +339,7 @@ def section(data: dict, charts: list[str]) -> str:
         "falls back to 64 KiB reads there; nginx serves the same file statically.",
         "",
     ]
+    lines += noise(results)
     lines += charts
     lines += ["### Targets (issue 5)", "", *target_table(agg), ""]
     lines += ["### req/s, all scenarios (medians)", "", *matrix(agg, meta), ""]
@@ -354,6 +356,22 @@ def section(data: dict, charts: list[str]) -> str:
     lines += failures(agg)
     lines += setup(meta, agg)
     return "\n".join(lines) + "\n"
+
+
+def noise(results: list[dict]) -> list[str]:
+    """How busy the machine was with other work during the measured runs."""
+    other = sorted(r["other_cpu_cores"] for r in results if r["ok"])
+    if not other:
+        return []
+    p90 = other[int(0.9 * (len(other) - 1))]
+    return [
+        f"Noise of this run: processes other than the server, wrk and the harness used a "
+        f"median of {statistics.median(other):.2f} cores (90th percentile {p90:.2f}) of the "
+        f"machine's {os.cpu_count()} during the measured runs (the third figure of the CPU "
+        "column); with that much competition, spreads of 50–100% between repeats are usual "
+        "and only large ratios mean anything.",
+        "",
+    ]
 
 
 def failures(agg: dict) -> list[str]:
