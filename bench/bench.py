@@ -598,9 +598,10 @@ def run_cell(st: Settings, server: Server, scenario: Scenario, repeat: int) -> d
             raise CellError(f"server exited with {proc.returncode} during the run")
         check(scenario.app, port)
         record["ok"] = True
-    except CellError as exc:
+    except (CellError, OSError, ValueError, KeyError) as exc:
+        # Recorded as a failed cell; the run goes on with the next one.
         record["ok"] = False
-        record["error"] = str(exc)
+        record["error"] = str(exc) if isinstance(exc, CellError) else repr(exc)
         record["log"] = log_tail(rundir)
     finally:
         stop_server(proc)
