@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
@@ -30,6 +30,9 @@ use crate::handler::{Reply, Request, RequestBody, Responder};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
+/// Bytes read per socket read while a request runs (lookahead, SPEC §3.7).
+const LOOKAHEAD_READ: usize = 16 * 1024;
+
 /// Bytes read back from a spill file per socket write.
 const SPILL_READ: usize = 64 * 1024;
 
@@ -38,6 +41,14 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Send up to `len` bytes of `file` from `*offset`, advancing it; waits until the socket
     /// takes some. Ok(0) means the file ended early.
     async fn send_file(&self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize>;
+
+    /// Wait until a read would find bytes or EOF; no buffer is held while waiting, so an
+    /// idle connection costs no read buffer.
+    async fn wait_readable(&self) -> io::Result<()>;
+
+    /// Read what is there into `buf`'s spare capacity (no zeroing); `WouldBlock` when
+    /// nothing is.
+    fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
 }
 
 macro_rules! sendfile_transport {
@@ -60,6 +71,14 @@ macro_rules! sendfile_transport {
                         other => return other,
                     }
                 }
+            }
+
+            async fn wait_readable(&self) -> io::Result<()> {
+                self.readable().await
+            }
+
+            fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+                self.try_read_buf(buf)
             }
         }
     };
@@ -181,7 +200,6 @@ async fn run<S: Transport>(
         peer,
         listener,
         out: Vec::new(),
-        inbuf: Vec::new(),
         date: DateCache::new(),
     };
     if let Err(err) = session.serve().await {
@@ -268,12 +286,11 @@ struct Session<'a, S> {
     peer: Peer,
     listener: usize,
     out: Vec<u8>,
-    inbuf: Vec<u8>,
     date: DateCache,
 }
 
 enum Wait {
-    Read(usize),
+    Read,
     TimedOut,
     Stopped,
 }
@@ -291,50 +308,51 @@ impl<S: Transport> Session<'_, S> {
         Ok(())
     }
 
-    /// The connection's read buffer, taken out of the session while a read uses it (kept
-    /// between requests: a fresh zeroed buffer per read was a tenth of a hello request).
-    fn take_inbuf(&mut self) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.inbuf);
-        if buf.is_empty() {
-            buf = vec![0u8; self.shared.config.recv_bytes.clamp(1024, 1 << 20)];
-        }
-        buf
-    }
-
+    /// Read once from the socket into the parser, waiting for readiness first (with the
+    /// deadline, and for a stop when `watch_stop`). The buffer exists only for the read
+    /// itself: idle connections hold none, and it is never zeroed.
     async fn read_until(&mut self, deadline: Instant, watch_stop: bool) -> io::Result<Wait> {
-        let mut buf = self.take_inbuf();
-        let waited = self.read_into(&mut buf, deadline, watch_stop).await;
-        self.inbuf = buf;
-        waited
-    }
-
-    async fn read_into(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
-        watch_stop: bool,
-    ) -> io::Result<Wait> {
-        let read = async {
-            match timeout_at(deadline, self.stream.read(buf)).await {
-                Ok(result) => result.map(Wait::Read),
-                Err(_) => Ok(Wait::TimedOut),
+        let size = self.shared.config.recv_bytes.clamp(1024, 1 << 20);
+        loop {
+            let ready = async {
+                match timeout_at(deadline, self.stream.wait_readable()).await {
+                    Ok(result) => result.map(|()| None),
+                    Err(_) => Ok(Some(Wait::TimedOut)),
+                }
+            };
+            let waited = if watch_stop {
+                tokio::select! {
+                    result = ready => result?,
+                    () = self.shared.stop.stopped() => Some(Wait::Stopped),
+                }
+            } else {
+                ready.await?
+            };
+            if let Some(waited) = waited {
+                return Ok(waited);
             }
-        };
-        let waited = if watch_stop {
-            tokio::select! {
-                result = read => result?,
-                () = self.shared.stop.stopped() => Wait::Stopped,
-            }
-        } else {
-            read.await?
-        };
-        if let Wait::Read(n) = waited {
-            match buf.get(..n) {
-                Some(bytes) if n > 0 => self.conn.receive_data(bytes),
-                _ => self.conn.receive_eof(),
+            if self.read_ready(size)?.is_some() {
+                return Ok(Wait::Read);
             }
         }
-        Ok(waited)
+    }
+
+    /// One non-blocking read of up to `size` bytes into the parser: Some(0) at EOF, None
+    /// when the readiness was spurious.
+    fn read_ready(&mut self, size: usize) -> io::Result<Option<usize>> {
+        let mut buf = Vec::with_capacity(size);
+        match self.stream.try_read_into(&mut buf) {
+            Ok(0) => {
+                self.conn.receive_eof();
+                Ok(Some(0))
+            }
+            Ok(n) => {
+                self.conn.receive_data(buf.get(..n).unwrap_or_default());
+                Ok(Some(n))
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     async fn serve(&mut self) -> io::Result<()> {
@@ -396,7 +414,7 @@ impl<S: Transport> Session<'_, S> {
                         _ => (Instant::now() + config.channel_timeout, false),
                     };
                     match self.read_until(deadline, idle).await? {
-                        Wait::Read(_) => {}
+                        Wait::Read => {}
                         Wait::TimedOut if head_deadline.is_some() && waiting_for_head => {
                             let date = self.date.now().to_vec();
                             let ident = self.shared.config.ident.clone();
@@ -494,7 +512,6 @@ impl<S: Transport> Session<'_, S> {
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
         disconnected: &AtomicBool,
-        scratch: &mut [u8],
     ) -> Option<Option<Reply>> {
         let config = &self.shared.config;
         let watch = config.channel_request_lookahead > 0
@@ -503,10 +520,17 @@ impl<S: Transport> Session<'_, S> {
         tokio::select! {
             reply = rx.recv() => Some(reply),
             () = self.shared.stop.stopped_now() => Some(None),
-            read = self.stream.read(scratch), if watch => {
+            ready = self.stream.wait_readable(), if watch => {
+                let read = match ready {
+                    Ok(()) => self.read_ready(LOOKAHEAD_READ),
+                    Err(err) => Err(err),
+                };
+                // EOF (the parser already knows) or an error: the client is gone (§3.13).
                 match read {
-                    Ok(n) if n > 0 => self.conn.receive_data(scratch.get(..n).unwrap_or_default()),
-                    _ => {
+                    Ok(Some(n)) if n > 0 => {}
+                    Ok(None) => {}
+                    Ok(Some(_)) => disconnected.store(true, Ordering::Release),
+                    Err(_) => {
                         self.conn.receive_eof();
                         disconnected.store(true, Ordering::Release);
                     }
@@ -518,18 +542,6 @@ impl<S: Transport> Session<'_, S> {
 
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
-        let mut scratch = self.take_inbuf();
-        let kept = self.respond_with(head, body, &mut scratch).await;
-        self.inbuf = scratch;
-        kept
-    }
-
-    async fn respond_with(
-        &mut self,
-        head: RequestHead,
-        body: RequestBody,
-        scratch: &mut [u8],
-    ) -> io::Result<bool> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let config = &self.shared.config;
         let budget = Arc::new(Budget::new(
@@ -558,7 +570,7 @@ impl<S: Transport> Session<'_, S> {
         );
         let mut started = false;
         loop {
-            let Some(reply) = self.wait_reply(&mut rx, &disconnected, scratch).await else {
+            let Some(reply) = self.wait_reply(&mut rx, &disconnected).await else {
                 continue;
             };
             let today = self.date.now().to_vec();
