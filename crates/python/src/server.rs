@@ -3,7 +3,7 @@
 //!
 //! Threads have jobs (STYLE.md convention 5):
 //! - the caller's thread runs `run()`: it starts the I/O thread and the workers, then waits
-//!   with the GIL released, waking every 100 ms to emit queued log records and to let Python
+//!   with the GIL released, waking every 20 ms to emit queued log records and to let Python
 //!   handle signals (Ctrl-C raises `KeyboardInterrupt` there, which stops the server);
 //! - one I/O thread runs the tokio runtime (`waitress_server::serve`) and never attaches to
 //!   the interpreter;
