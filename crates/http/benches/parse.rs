@@ -18,18 +18,8 @@ use waitress_http::decode::ChunkedDecoder;
 use waitress_http::request::HeadParser;
 use waitress_http::Limits;
 
-const BROWSER_HEAD: &[u8] = b"GET /static/app/main.css?v=1234 HTTP/1.1\r\n\
-Host: www.example.com\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\
-Accept: text/css,*/*;q=0.1\r\n\
-Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br\r\n\
-Referer: https://www.example.com/\r\n\
-Cookie: session=0123456789abcdef0123456789abcdef; theme=dark\r\n\
-Connection: keep-alive\r\n\
-Cache-Control: max-age=0\r\n\r\n";
-
-const HELLO_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n";
+mod inputs;
+use inputs::{big_head, chunked_body, BROWSER_HEAD, HELLO_HEAD};
 
 fn heads(c: &mut Criterion) {
     for (name, input) in [("hello", HELLO_HEAD), ("browser", BROWSER_HEAD)] {
@@ -52,18 +42,6 @@ fn heads(c: &mut Criterion) {
         });
         group.finish();
     }
-}
-
-fn chunked_body() -> Vec<u8> {
-    let mut body = Vec::new();
-    for i in 0..64 {
-        let data = vec![b'x'; 1024 + i];
-        body.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
-        body.extend_from_slice(&data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"0\r\n\r\n");
-    body
 }
 
 fn chunked(c: &mut Criterion) {
@@ -107,22 +85,6 @@ fn chunked(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-/// A head of `size` bytes within the field-count limit: 100 long field lines.
-fn big_head(size: usize) -> Vec<u8> {
-    let mut head = b"GET /worst HTTP/1.1\r\nHost: example.com\r\n".to_vec();
-    let fields = 100;
-    let per_field = (size - head.len() - 2) / fields;
-    for n in 0..fields {
-        let name = format!("X-Fill-{n:03}: ");
-        let value_len = per_field - name.len() - 2;
-        head.extend_from_slice(name.as_bytes());
-        head.extend(std::iter::repeat_n(b'v', value_len));
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }
 
 /// Issue 6 item 9: parse time of a worst-case head up to 256 KiB grows linearly with its
