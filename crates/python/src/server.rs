@@ -135,7 +135,12 @@ struct Counters {
     busy: Arc<AtomicUsize>,
 }
 
-fn worker(sites: &[Site], helpers: &Helpers, jobs: &Mutex<Receiver<Job>>, counters: &Counters) {
+fn worker(
+    sites: &[Site],
+    helpers: &Arc<Helpers>,
+    jobs: &Mutex<Receiver<Job>>,
+    counters: &Counters,
+) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok((request, responder)) = job else {

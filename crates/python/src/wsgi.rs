@@ -98,6 +98,9 @@ pub(crate) struct Helpers {
     format_exception: Py<PyAny>,
     logger: Py<PyAny>,
     wsgi_version: Py<PyTuple>,
+    /// `waitress.task.hop_by_hop`: the names an application may not set (PEP 3333), read
+    /// once so the Python module stays the one list.
+    hop_by_hop: Vec<String>,
 }
 
 impl Helpers {
@@ -120,30 +123,22 @@ impl Helpers {
                 .call_method1("getLogger", ("waitress",))?
                 .unbind(),
             wsgi_version: PyTuple::new(py, [1, 0])?.unbind(),
+            hop_by_hop: py
+                .import("waitress.task")?
+                .getattr("hop_by_hop")?
+                .try_iter()?
+                .map(|name| name?.extract::<String>())
+                .collect::<PyResult<_>>()?,
         })
     }
 }
 
 const GENERIC_500: &str = "The server encountered an unexpected internal server error";
 
-/// Headers an application may not set (PEP 3333); `trailers` is waitress 3.0.2's spelling.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// A str from bytes decoded as latin-1 (every byte is one code point).
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        if bytes.is_ascii() {
-            return PyString::new(py, text);
-        }
+    if bytes.is_ascii() {
+        return PyString::new(py, std::str::from_utf8(bytes).unwrap_or_default());
     }
     let text: String = bytes.iter().map(|&b| char::from(b)).collect();
     PyString::new(py, &text)
@@ -276,9 +271,7 @@ pub struct Call {
     responder: Option<Responder>,
     facts: RequestFacts,
     ident: Option<String>,
-    logger: Py<PyAny>,
-    normalise_name: Py<PyAny>,
-    client_disconnected: Py<PyAny>,
+    helpers: Arc<Helpers>,
     start_secs: u64,
     status: String,
     headers: Vec<(String, String)>,
@@ -307,10 +300,6 @@ fn python_lower(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn has_control(text: &str, chars: &[char]) -> bool {
-    text.contains(chars)
-}
-
 impl Call {
     fn has_body(&self) -> bool {
         let status = self.status.as_bytes();
@@ -323,6 +312,7 @@ impl Call {
 
     fn disconnected(&self, py: Python<'_>) -> PyErr {
         match self
+            .helpers
             .client_disconnected
             .bind(py)
             .call1(("Client disconnected",))
@@ -348,7 +338,12 @@ impl Call {
 
     fn normalise(&self, py: Python<'_>, name: &str) -> PyResult<String> {
         if !name.is_ascii() {
-            return self.normalise_name.bind(py).call1((name,))?.extract();
+            return self
+                .helpers
+                .normalise_name
+                .bind(py)
+                .call1((name,))?
+                .extract();
         }
         let mut out = String::with_capacity(name.len());
         for (n, part) in name.split('-').enumerate() {
@@ -471,7 +466,7 @@ impl Call {
         if !self.has_body() {
             self.written = self.written.saturating_add(len);
             if !self.logged_no_body {
-                self.logger.bind(py).call_method1(
+                self.helpers.logger.bind(py).call_method1(
                     "warning",
                     (
                         "application-written content was ignored due to HTTP response that \
@@ -489,7 +484,7 @@ impl Call {
             if data.len() > room {
                 data = data.get(..room).unwrap_or_default();
                 if !self.logged_excess {
-                    self.logger.bind(py).call_method1(
+                    self.helpers.logger.bind(py).call_method1(
                         "warning",
                         (
                             "application-written content exceeded the number of bytes \
@@ -536,7 +531,7 @@ impl Call {
             return Ok(());
         }
         self.close_on_finish = true;
-        self.logger.bind(py).call_method1(
+        self.helpers.logger.bind(py).call_method1(
             "warning",
             (
                 "application returned too few bytes (%s) for specified Content-Length (%s) \
@@ -592,7 +587,7 @@ impl Call {
             )));
         };
         let status_text = status_text.to_str()?.to_owned();
-        if has_control(&status_text, &['\r', '\n']) {
+        if status_text.contains(['\r', '\n']) {
             return Err(PyValueError::new_err(
                 "carriage return/line feed character present in status",
             ));
@@ -600,6 +595,7 @@ impl Call {
         if status_text.contains('\0') {
             return Err(PyValueError::new_err("NUL character present in status"));
         }
+        let helpers = Arc::clone(&slf.borrow().helpers);
         let mut content_length = None;
         let mut checked = Vec::new();
         for header in headers.try_iter()? {
@@ -621,12 +617,12 @@ impl Call {
             };
             let name_text = name_text.to_str()?;
             let value_text = value_text.to_str()?;
-            if has_control(value_text, &['\r', '\n']) {
+            if value_text.contains(['\r', '\n']) {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header value",
                 ));
             }
-            if has_control(name_text, &['\r', '\n']) {
+            if name_text.contains(['\r', '\n']) {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header name",
                 ));
@@ -640,7 +636,7 @@ impl Call {
                     .get_type::<pyo3::types::PyInt>()
                     .call1((value.clone(),))?;
                 content_length = Some(parsed.extract::<i64>()?);
-            } else if HOP_BY_HOP.contains(&lowered.as_ref()) {
+            } else if helpers.hop_by_hop.iter().any(|hop| *hop == lowered) {
                 return Err(PyAssertionError::new_err(format!(
                     "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
                      application (see PEP 3333)"
@@ -976,7 +972,7 @@ fn execute(
 pub(crate) fn serve(
     py: Python<'_>,
     site: &Site,
-    helpers: &Helpers,
+    helpers: &Arc<Helpers>,
     request: Request,
     responder: Responder,
 ) -> PyResult<Option<(Responder, Ending)>> {
@@ -1002,9 +998,7 @@ pub(crate) fn serve(
         responder: Some(responder),
         facts,
         ident: site.ident.clone(),
-        logger: helpers.logger.clone_ref(py),
-        normalise_name: helpers.normalise_name.clone_ref(py),
-        client_disconnected: helpers.client_disconnected.clone_ref(py),
+        helpers: Arc::clone(helpers),
         start_secs,
         status: "200 OK".to_owned(),
         headers: Vec::new(),
