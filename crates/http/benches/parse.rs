@@ -14,12 +14,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use waitress_http::decode::ChunkedDecoder;
 use waitress_http::request::HeadParser;
 use waitress_http::Limits;
 
 mod inputs;
-use inputs::{big_head, chunked_body, BROWSER_HEAD, HELLO_HEAD};
+use inputs::{
+    big_head, chunked_body, decode_httparse, decode_ours, parse_in_pieces, BROWSER_HEAD, HELLO_HEAD,
+};
 
 fn heads(c: &mut Criterion) {
     for (name, input) in [("hello", HELLO_HEAD), ("browser", BROWSER_HEAD)] {
@@ -49,40 +50,10 @@ fn chunked(c: &mut Criterion) {
     let mut group = c.benchmark_group("chunked/64x1KiB");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("waitress_http", |b| {
-        b.iter(|| {
-            let mut dec = ChunkedDecoder::new(&Limits::default());
-            let mut input = black_box(&body[..]);
-            let mut total = 0;
-            loop {
-                let step = dec.decode(input).unwrap();
-                total += step.data.len();
-                input = &input[step.consumed..];
-                if step.done {
-                    break;
-                }
-            }
-            black_box(total)
-        });
+        b.iter(|| decode_ours(black_box(&body)));
     });
     group.bench_function("httparse", |b| {
-        b.iter(|| {
-            let mut input = black_box(&body[..]);
-            let mut total = 0;
-            loop {
-                let httparse::Status::Complete((at, size)) =
-                    httparse::parse_chunk_size(input).unwrap()
-                else {
-                    unreachable!()
-                };
-                let size = size as usize;
-                if size == 0 {
-                    break;
-                }
-                total += input[at..at + size].len();
-                input = &input[at + size + 2..];
-            }
-            black_box(total)
-        });
+        b.iter(|| decode_httparse(black_box(&body)));
     });
     group.finish();
 }
@@ -103,13 +74,7 @@ fn worst_case_heads(c: &mut Criterion) {
             let mut parser = HeadParser::new(limits);
             b.iter(|| {
                 parser.reset();
-                let mut end = 0;
-                loop {
-                    end = (end + 512).min(head.len());
-                    if let Some(parsed) = parser.parse(black_box(&head[..end])).unwrap() {
-                        break black_box(parsed.head_len());
-                    }
-                }
+                parse_in_pieces(&mut parser, &head, 512)
             });
         });
     }

@@ -17,44 +17,14 @@
 
 use std::hint::black_box;
 
-use waitress_http::decode::ChunkedDecoder;
 use waitress_http::request::HeadParser;
 use waitress_http::Limits;
 
 #[path = "../benches/inputs/mod.rs"]
 mod inputs;
-use inputs::{big_head, chunked_body, BROWSER_HEAD, HELLO_HEAD};
-
-fn decode_ours(body: &[u8]) -> usize {
-    let mut dec = ChunkedDecoder::new(&Limits::default());
-    let mut input = body;
-    let mut total = 0;
-    loop {
-        let step = dec.decode(input).unwrap();
-        total += step.data.len();
-        input = &input[step.consumed..];
-        if step.done {
-            return total;
-        }
-    }
-}
-
-fn decode_httparse(body: &[u8]) -> usize {
-    let mut input = body;
-    let mut total = 0;
-    loop {
-        let httparse::Status::Complete((at, size)) = httparse::parse_chunk_size(input).unwrap()
-        else {
-            panic!("incomplete chunk size");
-        };
-        let size = size as usize;
-        if size == 0 {
-            return total;
-        }
-        total += input[at..at + size].len();
-        input = &input[at + size + 2..];
-    }
-}
+use inputs::{
+    big_head, chunked_body, decode_httparse, decode_ours, parse_in_pieces, BROWSER_HEAD, HELLO_HEAD,
+};
 
 fn worst_case(kib: usize, rounds: usize) -> usize {
     let head = big_head(kib * 1024);
@@ -66,13 +36,7 @@ fn worst_case(kib: usize, rounds: usize) -> usize {
     let mut total = 0;
     for _ in 0..rounds {
         parser.reset();
-        let mut end = 0;
-        total += loop {
-            end = (end + 512).min(head.len());
-            if let Some(parsed) = parser.parse(black_box(&head[..end])).unwrap() {
-                break parsed.head_len();
-            }
-        };
+        total += parse_in_pieces(&mut parser, &head, 512);
     }
     total
 }

@@ -1,5 +1,9 @@
-//! The inputs shared by the criterion bench (`benches/parse.rs`) and the callgrind driver
-//! (`examples/parse_loop.rs`), so both measure the same bytes.
+//! The inputs and workloads shared by the criterion bench (`benches/parse.rs`) and the
+//! callgrind driver (`examples/parse_loop.rs`), so both measure the same work.
+
+use waitress_http::decode::ChunkedDecoder;
+use waitress_http::request::HeadParser;
+use waitress_http::Limits;
 
 /// A browser's request head: 540 bytes, 9 fields.
 pub const BROWSER_HEAD: &[u8] = b"GET /static/app/main.css?v=1234 HTTP/1.1\r\n\
@@ -43,4 +47,49 @@ pub fn big_head(size: usize) -> Vec<u8> {
     }
     head.extend_from_slice(b"\r\n");
     head
+}
+
+/// Decode a whole chunked body with our decoder; the decoded length.
+pub fn decode_ours(body: &[u8]) -> usize {
+    let mut dec = ChunkedDecoder::new(&Limits::default());
+    let mut input = body;
+    let mut total = 0;
+    loop {
+        let step = dec.decode(input).unwrap();
+        total += step.data.len();
+        input = &input[step.consumed..];
+        if step.done {
+            return total;
+        }
+    }
+}
+
+/// The same with bare httparse's chunk-size parser.
+pub fn decode_httparse(body: &[u8]) -> usize {
+    let mut input = body;
+    let mut total = 0;
+    loop {
+        let httparse::Status::Complete((at, size)) = httparse::parse_chunk_size(input).unwrap()
+        else {
+            panic!("incomplete chunk size");
+        };
+        let size = size as usize;
+        if size == 0 {
+            return total;
+        }
+        total += input[at..at + size].len();
+        input = &input[at + size + 2..];
+    }
+}
+
+/// Hand `head` to `parser` in `step`-byte increments of a growing buffer, as a connection
+/// does; the parsed head's length.
+pub fn parse_in_pieces(parser: &mut HeadParser, head: &[u8], step: usize) -> usize {
+    let mut end = 0;
+    loop {
+        end = (end + step).min(head.len());
+        if let Some(parsed) = parser.parse(std::hint::black_box(&head[..end])).unwrap() {
+            return parsed.head_len();
+        }
+    }
 }
