@@ -7,17 +7,18 @@
 //!   handle signals (Ctrl-C raises `KeyboardInterrupt` there, which stops the server);
 //! - one I/O thread runs the tokio runtime (`waitress_server::serve`) and never attaches to
 //!   the interpreter;
-//! - `threads` worker threads take complete requests from a bounded queue, attach to the
-//!   interpreter once per request, and run the WSGI call (`wsgi.rs`). They never touch
-//!   sockets.
+//! - `threads` worker threads take complete requests from a queue and run the WSGI call
+//!   (`wsgi.rs`); each keeps one Python thread state for its life, holding the GIL only
+//!   while it serves a request. They never touch sockets.
 //!
 //! Nothing is started before `run()` (SPEC D4): a `Server` built before `os.fork()` runs
 //! in the child.
 
+use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -71,10 +72,73 @@ impl LogQueue {
 
 type Job = (Request, waitress_server::Responder);
 
-/// Hands requests to the worker threads through a bounded queue (capacity
-/// `connection_limit`: one request per connection at most, so it never fills).
+/// The requests waiting for a worker. At most `connection_limit` are ever queued (one per
+/// connection), so pushing never blocks; a worker is woken only when one is waiting.
+#[derive(Default)]
+struct Jobs {
+    state: Mutex<JobsState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct JobsState {
+    queue: VecDeque<Job>,
+    /// Workers asleep in `pop`.
+    sleeping: usize,
+    closed: bool,
+}
+
+impl Jobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue a job; once closed the request is refused with a 500 instead (false).
+    fn push(&self, job: Job) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            job.1.abort("The server is not accepting requests");
+            return false;
+        }
+        state.queue.push_back(job);
+        let wake = state.sleeping > 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// The next job; None once closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state.sleeping += 1;
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.sleeping -= 1;
+        }
+    }
+
+    /// Wake every worker to leave once the queue is empty.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// Hands requests to the worker threads.
 struct Pool {
-    jobs: Mutex<SyncSender<Job>>,
+    jobs: Arc<Jobs>,
     threads: usize,
     /// Requests handed over and not yet taken by a worker.
     queued: Arc<AtomicUsize>,
@@ -103,14 +167,16 @@ impl Handler for Pool {
                 format!("Task queue depth is {}", queued - idle),
             );
         }
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(
-            mpsc::TrySendError::Full((_, responder))
-            | mpsc::TrySendError::Disconnected((_, responder)),
-        ) = jobs.try_send((request, responder))
-        {
-            responder.abort("The server is not accepting requests");
+        if !self.jobs.push((request, responder)) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The I/O thread is done with the pool: the workers leave once the queue is empty.
+        self.jobs.close();
     }
 }
 
@@ -135,15 +201,12 @@ struct Counters {
     busy: Arc<AtomicUsize>,
 }
 
-fn worker(
-    sites: &[Site],
-    helpers: &Arc<Helpers>,
-    jobs: &Mutex<Receiver<Job>>,
-    counters: &Counters,
-) {
-    loop {
-        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok((request, responder)) = job else {
+fn worker(sites: &[Site], helpers: &Arc<Helpers>, jobs: &Jobs, counters: &Counters) {
+    // Attached for the thread's whole life and detached while waiting: one thread state
+    // per worker, not one created and destroyed per request (each costs an mmap/munmap of
+    // its frame stack).
+    Python::attach(|py| loop {
+        let Some((request, responder)) = py.detach(|| jobs.pop()) else {
             return;
         };
         counters.busy.fetch_add(1, Ordering::AcqRel);
@@ -153,23 +216,21 @@ fn worker(
             counters.busy.fetch_sub(1, Ordering::AcqRel);
             continue;
         };
-        let ended = Python::attach(|py| {
-            wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
-                err.write_unraisable(py, None);
-                None
-            })
+        let ended = wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
+            err.write_unraisable(py, None);
+            None
         });
         // Idle before the response completes: the client's next request must not find this
         // worker counted busy (a false "Task queue depth" warning).
         counters.busy.fetch_sub(1, Ordering::AcqRel);
-        match ended {
-            Some((responder, wsgi::Ending::Finish(keep_alive))) => {
-                let _ = responder.finish_raw(keep_alive);
+        py.detach(|| match ended {
+            Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
+                let _ = responder.finish_raw(last, keep_alive);
             }
             Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
             None => {}
-        }
-    }
+        });
+    });
 }
 
 /// How often the serving thread wakes to emit log records and run signal handlers.
@@ -298,14 +359,13 @@ impl Server {
         }
         let stop = StopHandle::new();
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = stop.clone();
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(self.config.connection_limit);
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let jobs = Arc::new(Jobs::default());
         let queued = Arc::new(AtomicUsize::new(0));
         let busy = Arc::new(AtomicUsize::new(0));
         let helpers = Arc::new(Helpers::load(py)?);
         let mut workers = Vec::with_capacity(self.threads);
         for n in 0..self.threads {
-            let jobs = Arc::clone(&jobs_rx);
+            let jobs = Arc::clone(&jobs);
             let sites = Arc::clone(&self.sites);
             let helpers = Arc::clone(&helpers);
             let counters = Counters {
@@ -320,7 +380,7 @@ impl Server {
         }
         let log = Arc::new(LogQueue::default());
         let handler = Arc::new(Pool {
-            jobs: Mutex::new(jobs_tx),
+            jobs,
             threads: self.threads,
             queued,
             busy,

@@ -8,8 +8,9 @@
 //! 2. `start_response` and `write` are one object, [`Call`], with the rules of §3.9 (`exc_info`,
 //!    a second call, hop-by-hop names, CR/LF/NUL) and the framing of §3.10 (Content-Length
 //!    truncation and shortfall, chunked on 1.1, close-delimited on 1.0, no body for HEAD,
-//!    1xx/204/304). The response head is held back until body bytes come, so a head and a
-//!    small body leave in one write.
+//!    1xx/204/304). The response head is held back until body bytes come, and the bytes that
+//!    complete a response (its last Content-Length bytes, the last chunk) are held for the
+//!    ending, so a small response is one hand-over to the I/O thread and one write.
 //! 3. Bytes go to the connection through `waitress_server::Responder` with the GIL released
 //!    while the connection is behind. A `wsgi.file_wrapper` over a regular file goes out
 //!    with sendfile (§3.12).
@@ -32,6 +33,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::DateCache;
 use waitress_http::request::{BodyKind, RequestHead, Version};
 use waitress_server::{Peer, Request, RequestBody, Responder};
+
+/// Most bytes held back to leave with the end of a response (module rule 2); more are sent
+/// as they come.
+const HOLD_AT_END: usize = 64 * 1024;
 
 /// What the environ and the response need of the server a request came in on.
 #[derive(Debug)]
@@ -78,8 +83,8 @@ impl Site {
 /// How a response ends, decided with the GIL held and carried out after it is released.
 #[derive(Debug)]
 pub(crate) enum Ending {
-    /// Complete; keep the connection if true and HTTP allows.
-    Finish(bool),
+    /// Complete: send `last`, then keep the connection if `keep_alive` and HTTP allows.
+    Finish { keep_alive: bool, last: Vec<u8> },
     /// A 500 with this detail if nothing was sent, else a close.
     Abort(String),
 }
@@ -279,7 +284,8 @@ pub struct Call {
     /// `start_response` was called.
     complete: bool,
     wrote_header: bool,
-    /// The head, built and not yet sent.
+    /// Output not yet handed over: the head until body bytes come, and the bytes that
+    /// complete the response until it ends (module rule 2).
     held: Vec<u8>,
     written: i64,
     logged_excess: bool,
@@ -322,11 +328,17 @@ impl Call {
         }
     }
 
-    /// Send `data` after whatever head is held (rule 3).
+    /// Send `data` after whatever is held (rule 3); bytes that complete the declared body
+    /// are held for the ending instead (rule 2).
     fn send(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let mut out = std::mem::take(&mut self.held);
         out.extend_from_slice(data);
         if out.is_empty() {
+            return Ok(());
+        }
+        let complete = self.content_length.is_some_and(|cl| self.written >= cl);
+        if complete && out.len() <= HOLD_AT_END {
+            self.held = out;
             return Ok(());
         }
         let Some(responder) = self.responder.as_mut() else {
@@ -511,15 +523,16 @@ impl Call {
         self.send(py, data)
     }
 
-    /// `Task.finish`: the head if nothing was written, the last chunk, and anything held.
+    /// `Task.finish`: the head if nothing was written and the last chunk, held for the
+    /// ending with anything else held.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
         if !self.wrote_header {
             self.write_bytes(py, b"")?;
         }
         if self.chunked && self.sends_body() {
-            self.send(py, b"0\r\n\r\n")?;
+            self.held.extend_from_slice(b"0\r\n\r\n");
         }
-        self.send(py, b"")
+        Ok(())
     }
 
     /// A body shorter than its Content-Length ends the connection (SPEC §3.10).
@@ -1029,22 +1042,36 @@ pub(crate) fn serve(
         execute(py, site, helpers, &environ, &call)?;
         call.borrow_mut().finish(py)
     })();
-    let responder = call.borrow_mut().responder.take();
+    let (responder, pending) = {
+        let mut this = call.borrow_mut();
+        (this.responder.take(), std::mem::take(&mut this.held))
+    };
     let close_on_finish = call.borrow().close_on_finish;
     if let Some(stream) = input {
         stream.call_method0(intern!(py, "close"))?;
     }
-    let Some(responder) = responder else {
+    let Some(mut responder) = responder else {
         return Ok(None);
     };
     let logger = helpers.logger.bind(py);
     let ending = match outcome {
-        Ok(()) => Ending::Finish(!close_on_finish),
+        Ok(()) => Ending::Finish {
+            keep_alive: !close_on_finish,
+            last: pending,
+        },
         Err(err) if err.is_instance(py, helpers.client_disconnected.bind(py)) => {
             logger.call_method1("info", ("Client disconnected while serving %s", &path))?;
-            Ending::Finish(false)
+            Ending::Finish {
+                keep_alive: false,
+                last: Vec::new(),
+            }
         }
         Err(err) => {
+            // A response whose head was written is never replaced by a 500: what is held
+            // goes out, then the connection closes (waitress's `wrote_header`).
+            if call.borrow().wrote_header && !pending.is_empty() {
+                let _ = py.detach(|| responder.write_raw(pending));
+            }
             let kwargs = PyDict::new(py);
             kwargs.set_item("exc_info", err.value(py))?;
             logger.call_method(

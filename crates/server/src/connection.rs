@@ -508,6 +508,14 @@ impl<S: Transport> Session<'_, S> {
         Ok(())
     }
 
+    /// The last bytes of a caller-framed response, then its end. Returns keep-alive.
+    async fn end_raw(&mut self, last: &[u8], keep_alive: bool) -> io::Result<bool> {
+        self.out.extend_from_slice(last);
+        self.flush().await?;
+        let keep_alive = keep_alive && !self.shared.stop.is_stopping();
+        Ok(self.conn.end_raw_response(keep_alive))
+    }
+
     async fn wait_reply(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
@@ -540,16 +548,19 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 
-    /// Hand the request to the application and write its response. Returns keep-alive.
-    async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+    /// Hand the request to the application: the channel its replies come on, its output
+    /// budget, and the flag that says the client is gone.
+    fn hand_over(
+        &mut self,
+        head: RequestHead,
+        body: RequestBody,
+    ) -> (mpsc::UnboundedReceiver<Reply>, Arc<Budget>, Arc<AtomicBool>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let config = &self.shared.config;
         let budget = Arc::new(Budget::new(
             config.outbuf_high_watermark,
             config.outbuf_overflow,
         ));
-        // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
-        let _close = CloseOnDrop(Arc::clone(&budget));
         let disconnected = Arc::new(AtomicBool::new(self.conn.is_peer_closed()));
         let request = Request {
             head,
@@ -568,6 +579,14 @@ impl<S: Transport> Session<'_, S> {
                 self.shared.stop.clone(),
             ),
         );
+        (rx, budget, disconnected)
+    }
+
+    /// Hand the request to the application and write its response. Returns keep-alive.
+    async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
+        let (mut rx, budget, disconnected) = self.hand_over(head, body);
+        // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
+        let _close = CloseOnDrop(Arc::clone(&budget));
         let mut started = false;
         loop {
             let Some(reply) = self.wait_reply(&mut rx, &disconnected).await else {
@@ -607,9 +626,12 @@ impl<S: Transport> Session<'_, S> {
                     started = true;
                     self.write_file(&file, offset, len).await
                 }
-                Some(Reply::EndRaw { keep_alive }) => {
-                    let keep_alive = keep_alive && !self.shared.stop.is_stopping();
-                    return Ok(self.conn.end_raw_response(keep_alive));
+                Some(Reply::EndRaw { last, keep_alive }) => {
+                    let ended = self.end_raw(&last, keep_alive).await;
+                    if ended.is_err() {
+                        disconnected.store(true, Ordering::Release);
+                    }
+                    return ended;
                 }
                 Some(Reply::End) => {
                     let end = self.conn.end_response(&mut self.out);

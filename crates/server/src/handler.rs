@@ -87,8 +87,10 @@ pub(crate) enum Reply {
         offset: u64,
         len: u64,
     },
-    /// The end of a caller-framed response, with the caller's keep-alive decision.
+    /// The end of a caller-framed response: its last bytes (sent as they are, outside the
+    /// budget: nothing follows them), and the caller's keep-alive decision.
     EndRaw {
+        last: Vec<u8>,
         keep_alive: bool,
     },
     Abort(String),
@@ -231,11 +233,12 @@ impl Responder {
         self.send(Reply::File { file, offset, len })
     }
 
-    /// End a caller-framed response; the connection is reused only if `keep_alive` and the
+    /// End a caller-framed response with its `last` bytes (a small response can be handed
+    /// over in this one call); the connection is reused only if `keep_alive` and the
     /// protocol allows it.
-    pub fn finish_raw(mut self, keep_alive: bool) -> Result<(), RespondError> {
+    pub fn finish_raw(mut self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
         self.started = true;
-        let result = self.send(Reply::EndRaw { keep_alive });
+        let result = self.send(Reply::EndRaw { last, keep_alive });
         self.tx = None;
         result
     }

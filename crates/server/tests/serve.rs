@@ -94,7 +94,7 @@ fn answer(request: Request, mut responder: Responder) {
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
             responder.write_raw(head.into_bytes()).unwrap();
             responder.send_file(file, 7, len as u64).unwrap();
-            responder.finish_raw(true).unwrap();
+            responder.finish_raw(Vec::new(), true).unwrap();
         }
         _ => {
             responder
