@@ -87,6 +87,12 @@ macro_rules! sendfile_transport {
 sendfile_transport!(TcpStream);
 sendfile_transport!(UnixStream);
 
+/// Unsent bytes a client socket may hold in the kernel (TCP_NOTSENT_LOWAT). On loopback a
+/// new socket's send buffer autotunes to about a megabyte whatever the peer's window, so
+/// without a cap a burst of slow readers has the I/O thread copying each whole response
+/// into the kernel while everyone else waits (docs/reliability.md, item 3).
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// How long accepting pauses after EMFILE/ENFILE (SPEC D6: back off, never spin).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -135,6 +141,9 @@ pub(crate) async fn accept_tcp(
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
+                // A slow reader's socket holds at most this much unsent output in the
+                // kernel; the rest waits in our buffers for the peer to drain it.
+                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
                 tokio::spawn(run(
                     stream,
                     Peer::Tcp(addr),
