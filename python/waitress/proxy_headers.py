@@ -133,6 +133,10 @@ def proxy_headers_middleware(
             )
         return app(environ, start_response)
 
+    if not trusted_proxy and clear_untrusted and not log_untrusted:
+        # All this middleware does is rule 6 with nothing to log: the Rust core can leave
+        # the six headers out of the environ and call ``app`` itself (server._sites).
+        translate_proxy_headers.drops_proxy_headers_of = app  # type: ignore[attr-defined]
     return translate_proxy_headers
 
 

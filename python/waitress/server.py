@@ -59,19 +59,28 @@ def _regular_file_descriptor(file: Any) -> Optional[int]:
 
 
 def _sites(servers: list[BaseWSGIServer]) -> list[tuple[Any, ...]]:
-    """What the Rust core needs of each listener to build the environ (SPEC §3.8)."""
-    return [
-        (
-            server.application,
-            server.server_name,
-            str(server.effective_port),
-            server.adj.url_scheme,
-            server.adj.url_prefix,
-            server.adj.ident,
-            server.adj.expose_tracebacks,
+    """What the Rust core needs of each listener to build the environ (SPEC §3.8). An
+    application wrapped by the proxy-headers middleware only to drop the untrusted proxy
+    headers (no ``trusted_proxy``, nothing logged) is passed unwrapped, with the flag that
+    has the core leave those headers out of the environ: the same environ, without a
+    Python call per request."""
+    sites = []
+    for server in servers:
+        app = server.application
+        inner = getattr(app, "drops_proxy_headers_of", None)
+        sites.append(
+            (
+                app if inner is None else inner,
+                inner is not None,
+                server.server_name,
+                str(server.effective_port),
+                server.adj.url_scheme,
+                server.adj.url_prefix,
+                server.adj.ident,
+                server.adj.expose_tracebacks,
+            )
         )
-        for server in servers
-    ]
+    return sites
 
 
 def _raise_open_file_limit() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import pytest
 
 from tests.functional.serving import Running, body_of
 
@@ -30,3 +33,52 @@ def test_environ_keys_and_values(running: Running) -> None:
     assert env["wsgi.input.read"] == "abc"
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is True and env["wsgi.input_terminated"] is True
+
+
+PROXY_FIELDS = (
+    b"Forwarded: for=203.0.113.9\r\nX-Forwarded-For: 203.0.113.9\r\n"
+    b"X-Forwarded-Host: forged.example\r\nX-Forwarded-Proto: https\r\n"
+    b"X-Forwarded-Port: 9999\r\nX-Forwarded-By: 203.0.113.1\r\nx-forwarded-for: again\r\n"
+)
+PROXY_KEYS = {
+    "HTTP_FORWARDED",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_X_FORWARDED_BY",
+}
+
+
+def _environ_with_proxy_fields(**kw: object) -> dict[str, object]:
+    running = Running(**kw)
+    try:
+        raw = b"GET /env HTTP/1.1\r\nHost: h\r\n" + PROXY_FIELDS + b"Connection: close\r\n\r\n"
+        env: dict[str, object] = json.loads(body_of(running.exchange(raw)))
+    finally:
+        running.stop()
+    return env
+
+
+def test_untrusted_proxy_headers_never_reach_the_app_by_default() -> None:
+    """SPEC §4 rule 6 with no trusted_proxy: the six proxy headers are not in the environ
+    (the Rust core leaves them out; `server.application` is still the middleware)."""
+    env = _environ_with_proxy_fields()
+    assert not PROXY_KEYS & env.keys(), sorted(PROXY_KEYS & env.keys())
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_HOST"] == "h"
+
+
+def test_untrusted_proxy_headers_reach_the_app_when_clearing_is_off() -> None:
+    env = _environ_with_proxy_fields(clear_untrusted_proxy_headers=False)
+    assert PROXY_KEYS <= env.keys()
+    assert env["HTTP_X_FORWARDED_FOR"] == "203.0.113.9, again"
+
+
+def test_untrusted_proxy_headers_are_logged_and_dropped_with_log_untrusted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="waitress"):
+        env = _environ_with_proxy_fields(log_untrusted_proxy_headers=True)
+    assert not PROXY_KEYS & env.keys()
+    assert any("Removed untrusted headers" in r.getMessage() for r in caplog.records)

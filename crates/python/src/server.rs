@@ -57,14 +57,21 @@ impl LogQueue {
             return Ok(());
         }
         let logging = py.import("logging")?;
+        // Records come in runs from one logger (a queue-depth warning per request under
+        // load): look each logger up once per run.
+        let mut current: Option<(&'static str, Bound<'_, PyAny>)> = None;
         for (name, level, message) in records {
-            let logger = logging.call_method1("getLogger", (name,))?;
+            let logger = match current.take() {
+                Some((same, logger)) if same == name => logger,
+                _ => logging.call_method1("getLogger", (name,))?,
+            };
             let level = match level {
                 Level::Info => 20,
                 Level::Warning => 30,
                 Level::Error => 40,
             };
             logger.call_method1("log", (level, message))?;
+            current = Some((name, logger));
         }
         Ok(())
     }
@@ -181,8 +188,18 @@ impl Drop for Pool {
 }
 
 /// One listener's application and environ values, as Python passes them: `(app,
-/// server_name, server_port, url_scheme, url_prefix, ident, expose_tracebacks)`.
-type SiteArgs = (Py<PyAny>, String, String, String, String, Py<PyAny>, bool);
+/// drop_proxy_headers, server_name, server_port, url_scheme, url_prefix, ident,
+/// expose_tracebacks)`.
+type SiteArgs = (
+    Py<PyAny>,
+    bool,
+    String,
+    String,
+    String,
+    String,
+    Py<PyAny>,
+    bool,
+);
 
 /// Serves listening sockets; each listener's WSGI application runs on worker threads.
 #[pyclass(module = "waitress._core")]
@@ -313,13 +330,23 @@ impl Server {
         let sites = sites
             .into_iter()
             .map(
-                |(app, server_name, server_port, url_scheme, url_prefix, ident, expose)| {
+                |(
+                    app,
+                    drop_proxy,
+                    server_name,
+                    server_port,
+                    url_scheme,
+                    url_prefix,
+                    ident,
+                    expose,
+                )| {
                     let header = ident
                         .extract::<String>(py)
                         .ok()
                         .filter(|ident| !ident.is_empty());
                     Site {
                         app,
+                        drop_proxy_headers: drop_proxy,
                         server_name: PyString::new(py, &server_name).unbind(),
                         server_port: PyString::new(py, &server_port).unbind(),
                         url_scheme: PyString::new(py, &url_scheme).unbind(),

@@ -42,6 +42,9 @@ const HOLD_AT_END: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Site {
     pub(crate) app: Py<PyAny>,
+    /// Leave the six proxy headers (`waitress.proxy_headers.PROXY_HEADERS`) out of the
+    /// environ: what the proxy-headers middleware does with no trusted proxy (SPEC §4).
+    pub(crate) drop_proxy_headers: bool,
     pub(crate) server_name: Py<PyString>,
     pub(crate) server_port: Py<PyString>,
     pub(crate) url_scheme: Py<PyString>,
@@ -765,7 +768,7 @@ fn build_environ<'py>(
                 _ => char::from(b.to_ascii_uppercase()),
             })
             .collect();
-        if key == "TRANSFER_ENCODING" {
+        if key == "TRANSFER_ENCODING" || (site.drop_proxy_headers && is_proxy_header(&key)) {
             continue;
         }
         if let Some((_, joined)) = fields.iter_mut().find(|(k, _)| *k == key) {
@@ -790,6 +793,19 @@ fn build_environ<'py>(
         }
     }
     Ok(env)
+}
+
+/// One of `waitress.proxy_headers.PROXY_HEADERS`, as a CGI name without `HTTP_`.
+fn is_proxy_header(key: &str) -> bool {
+    matches!(
+        key,
+        "FORWARDED"
+            | "X_FORWARDED_FOR"
+            | "X_FORWARDED_HOST"
+            | "X_FORWARDED_PROTO"
+            | "X_FORWARDED_PORT"
+            | "X_FORWARDED_BY"
+    )
 }
 
 /// The environ key of a common header field, interned (no allocation, hash cached).
