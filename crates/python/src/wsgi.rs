@@ -83,7 +83,8 @@ impl Site {
     }
 }
 
-/// How a response ends, decided with the GIL held and carried out after it is released.
+/// How a response ends, decided inside the WSGI call and carried out by the worker after it
+/// (never blocks).
 #[derive(Debug)]
 pub(crate) enum Ending {
     /// Complete: send `last`, then keep the connection if `keep_alive` and HTTP allows.
@@ -996,7 +997,7 @@ fn execute(
 }
 
 /// Serve one request on the calling worker thread (module rules). Returns the responder and
-/// how to end the response, for the caller to carry out once the GIL is released; None when
+/// how to end the response, for the caller to carry out after its busy count drops; None when
 /// the response already ended.
 pub(crate) fn serve(
     py: Python<'_>,
