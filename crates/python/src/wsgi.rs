@@ -22,6 +22,7 @@
 //! The Python class `waitress.task.WSGITask` implements the same rules for code that drives
 //! waitress's task API directly; `tests/compat` and `tests/functional` hold both to SPEC.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -352,14 +353,25 @@ impl Call {
         sent.map_err(|_| self.disconnected(py))
     }
 
-    fn normalise(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+    /// waitress's header-name normalisation (`Header-Name` capitalisation); a name already
+    /// in that form is borrowed.
+    fn normalise<'a>(&self, py: Python<'_>, name: &'a str) -> PyResult<Cow<'a, str>> {
         if !name.is_ascii() {
-            return self
-                .helpers
-                .normalise_name
-                .bind(py)
-                .call1((name,))?
-                .extract();
+            return Ok(Cow::Owned(
+                self.helpers
+                    .normalise_name
+                    .bind(py)
+                    .call1((name,))?
+                    .extract()?,
+            ));
+        }
+        let canonical = name.split('-').all(|part| {
+            let mut bytes = part.bytes();
+            bytes.next().is_none_or(|b| !b.is_ascii_lowercase())
+                && bytes.all(|b| !b.is_ascii_uppercase())
+        });
+        if canonical {
+            return Ok(Cow::Borrowed(name));
         }
         let mut out = String::with_capacity(name.len());
         for (n, part) in name.split('-').enumerate() {
@@ -372,33 +384,42 @@ impl Call {
                 out.extend(chars.map(|c| c.to_ascii_lowercase()));
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// The response head (SPEC §3.7, §3.10); decides framing and persistence.
     fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
         let bodiless = !self.has_body();
-        let mut headers: Vec<(String, String)> = Vec::with_capacity(self.headers.len() + 5);
         let mut has_length = false;
         let mut has_connection = false;
         let mut has_server = false;
         let mut has_date = false;
-        for (raw_name, value) in &self.headers {
+        let mut names = Vec::with_capacity(self.headers.len());
+        for (raw_name, _) in &self.headers {
             let name = self.normalise(py, raw_name)?;
-            match name.as_str() {
-                "Content-Length" if bodiless => continue,
+            match name.as_ref() {
+                "Content-Length" if bodiless => {
+                    names.push(None);
+                    continue;
+                }
                 "Content-Length" => has_length = true,
                 "Connection" => has_connection = true,
                 "Server" => has_server = true,
                 "Date" => has_date = true,
                 _ => {}
             }
-            headers.push((name, value.clone()));
+            names.push(Some(name));
+        }
+        let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(names.len() + 5);
+        for (name, (_, value)) in names.iter().zip(&self.headers) {
+            if let Some(name) = name {
+                headers.push((name.as_ref(), Cow::Borrowed(value.as_str())));
+            }
         }
         if bodiless {
             self.content_length = None;
         } else if let (Some(length), false) = (self.content_length, has_length) {
-            headers.push(("Content-Length".to_owned(), length.to_string()));
+            headers.push(("Content-Length", Cow::Owned(length.to_string())));
             has_length = true;
         }
         let length_known = has_length || bodiless;
@@ -408,7 +429,7 @@ impl Call {
                 keep
             } else {
                 // Chunked, then close (waitress Q5).
-                headers.push(("Transfer-Encoding".to_owned(), "chunked".to_owned()));
+                headers.push(("Transfer-Encoding", Cow::Borrowed("chunked")));
                 self.chunked = true;
                 false
             }
@@ -424,25 +445,22 @@ impl Call {
         if !keep_alive {
             self.close_on_finish = true;
             if !has_connection {
-                headers.push(("Connection".to_owned(), "close".to_owned()));
+                headers.push(("Connection", Cow::Borrowed("close")));
             }
         } else if !self.facts.http11 {
-            headers.push(("Connection".to_owned(), "Keep-Alive".to_owned()));
+            headers.push(("Connection", Cow::Borrowed("Keep-Alive")));
         }
         if has_server {
-            let via = self.ident.clone().unwrap_or_else(|| "waitress".to_owned());
-            headers.push(("Via".to_owned(), via));
+            let via = self.ident.as_deref().unwrap_or("waitress");
+            headers.push(("Via", Cow::Borrowed(via)));
         } else if let Some(ident) = &self.ident {
-            headers.push(("Server".to_owned(), ident.clone()));
+            headers.push(("Server", Cow::Borrowed(ident.as_str())));
         }
+        let date = DateCache::format(self.start_secs);
         if !has_date {
-            let date = DateCache::format(self.start_secs);
-            headers.push((
-                "Date".to_owned(),
-                String::from_utf8_lossy(&date).into_owned(),
-            ));
+            headers.push(("Date", String::from_utf8_lossy(&date)));
         }
-        headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
+        headers.sort_by(|a, b| a.0.cmp(b.0)); // stable: Set-Cookie order is kept
         let version = if self.facts.http11 { "1.1" } else { "1.0" };
         let mut text = String::with_capacity(256);
         text.push_str("HTTP/");
@@ -457,7 +475,6 @@ impl Call {
             text.push_str("\r\n");
         }
         text.push_str("\r\n");
-        self.headers = headers;
         if text.is_ascii() {
             return Ok(text.into_bytes());
         }

@@ -33,6 +33,11 @@ use crate::{Level, Peer, Shared};
 /// Bytes read per socket read while a request runs (lookahead, SPEC §3.7).
 const LOOKAHEAD_READ: usize = 16 * 1024;
 
+thread_local! {
+    /// The I/O thread's read buffer (`Session::read_ready`).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Bytes read back from a spill file per socket write.
 const SPILL_READ: usize = 64 * 1024;
 
@@ -318,8 +323,8 @@ impl<S: Transport> Session<'_, S> {
     }
 
     /// Read once from the socket into the parser, waiting for readiness first (with the
-    /// deadline, and for a stop when `watch_stop`). The buffer exists only for the read
-    /// itself: idle connections hold none, and it is never zeroed.
+    /// deadline, and for a stop when `watch_stop`). The read buffer is the thread's
+    /// (`SCRATCH`): idle connections hold none, and it is never zeroed.
     async fn read_until(&mut self, deadline: Instant, watch_stop: bool) -> io::Result<Wait> {
         let size = self.shared.config.recv_bytes.clamp(1024, 1 << 20);
         loop {
@@ -349,19 +354,27 @@ impl<S: Transport> Session<'_, S> {
     /// One non-blocking read of up to `size` bytes into the parser: Some(0) at EOF, None
     /// when the readiness was spurious.
     fn read_ready(&mut self, size: usize) -> io::Result<Option<usize>> {
-        let mut buf = Vec::with_capacity(size);
-        match self.stream.try_read_into(&mut buf) {
-            Ok(0) => {
-                self.conn.receive_eof();
-                Ok(Some(0))
-            }
-            Ok(n) => {
-                self.conn.receive_data(buf.get(..n).unwrap_or_default());
-                Ok(Some(n))
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(err) => Err(err),
-        }
+        SCRATCH.with(|scratch| {
+            // One buffer per I/O thread, reused by every read: no allocation per read, and
+            // no read buffer held by an idle connection.
+            let mut buf = scratch.take();
+            buf.clear();
+            buf.reserve(size);
+            let read = match self.stream.try_read_into(&mut buf) {
+                Ok(0) => {
+                    self.conn.receive_eof();
+                    Ok(Some(0))
+                }
+                Ok(n) => {
+                    self.conn.receive_data(buf.get(..n).unwrap_or_default());
+                    Ok(Some(n))
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(err) => Err(err),
+            };
+            scratch.set(buf);
+            read
+        })
     }
 
     async fn serve(&mut self) -> io::Result<()> {
