@@ -338,6 +338,11 @@ impl Call {
     fn send(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let mut out = std::mem::take(&mut self.held);
         out.extend_from_slice(data);
+        self.hand_over(py, out)
+    }
+
+    /// Hand `out` (what was held, then new bytes) to the connection, or hold it (rule 2).
+    fn hand_over(&mut self, py: Python<'_>, out: Vec<u8>) -> PyResult<()> {
         if out.is_empty() {
             return Ok(());
         }
@@ -349,7 +354,13 @@ impl Call {
         let Some(responder) = self.responder.as_mut() else {
             return Err(self.disconnected(py));
         };
-        let sent = py.detach(|| responder.write_raw(out));
+        // The GIL is released only when the write has to wait for the connection: a
+        // streamed response is not a GIL hand-over per chunk.
+        let sent = if responder.would_block() {
+            py.detach(|| responder.write_raw(out))
+        } else {
+            responder.write_raw(out)
+        };
         sent.map_err(|_| self.disconnected(py))
     }
 
@@ -536,10 +547,13 @@ impl Call {
             return Ok(());
         }
         if self.chunked {
-            let mut framed = format!("{:X}\r\n", data.len()).into_bytes();
+            // Framed straight after what is held: the chunk is copied once.
+            let mut framed = std::mem::take(&mut self.held);
+            framed.reserve(data.len() + 20);
+            framed.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
             framed.extend_from_slice(data);
             framed.extend_from_slice(b"\r\n");
-            return self.send(py, &framed);
+            return self.hand_over(py, framed);
         }
         self.send(py, data)
     }

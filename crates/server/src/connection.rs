@@ -530,10 +530,19 @@ impl<S: Transport> Session<'_, S> {
         Ok(())
     }
 
+    /// Write `data` after what is buffered; written from where it is (no copy into `out`)
+    /// when nothing is buffered, as for a large body.
+    async fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.out.is_empty() {
+            return self.stream.write_all(data).await;
+        }
+        self.out.extend_from_slice(data);
+        self.flush().await
+    }
+
     /// The last bytes of a caller-framed response, then its end. Returns keep-alive.
     async fn end_raw(&mut self, last: &[u8], keep_alive: bool) -> io::Result<bool> {
-        self.out.extend_from_slice(last);
-        self.flush().await?;
+        self.write_through(last).await?;
         let keep_alive = keep_alive && !self.shared.stop.is_stopping();
         Ok(self.conn.end_raw_response(keep_alive))
     }
@@ -633,8 +642,7 @@ impl<S: Transport> Session<'_, S> {
                 }
                 Some(Reply::Raw(data)) => {
                     started = true;
-                    self.out.extend_from_slice(&data);
-                    let written = self.flush().await;
+                    let written = self.write_through(&data).await;
                     budget.release(data.len());
                     written
                 }

@@ -249,6 +249,12 @@ impl Responder {
         self.tx = None;
     }
 
+    /// True when `write`/`write_raw` would block now, waiting for the connection to catch
+    /// up (rule 3); false stays false until this responder's next write.
+    pub fn would_block(&self) -> bool {
+        self.budget.is_full()
+    }
+
     /// True once the head has been handed to the connection.
     pub fn is_started(&self) -> bool {
         self.started

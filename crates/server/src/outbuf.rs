@@ -75,6 +75,13 @@ impl Budget {
         Some(placement)
     }
 
+    /// True when a `reserve` now would wait (rule 1). Only the writer adds pending bytes, so
+    /// for the writer a false answer stays true until its next `reserve`.
+    pub(crate) fn is_full(&self) -> bool {
+        let state = self.lock();
+        state.pending > self.high_watermark && !state.closed
+    }
+
     /// `len` pending bytes were written (or dropped).
     pub(crate) fn release(&self, len: usize) {
         let mut state = self.lock();
@@ -182,6 +189,21 @@ mod tests {
         );
         budget.release(11);
         assert_eq!(writer.join().ok().flatten(), Some(Placement::Memory));
+    }
+
+    #[test]
+    fn is_full_says_exactly_when_a_reserve_would_wait() {
+        let budget = Budget::new(10, 0);
+        assert!(!budget.is_full());
+        assert_eq!(budget.reserve(10), Some(Placement::Memory));
+        assert!(!budget.is_full(), "at the watermark a write still goes through");
+        assert_eq!(budget.reserve(1), Some(Placement::Memory));
+        assert!(budget.is_full());
+        budget.release(1);
+        assert!(!budget.is_full());
+        assert_eq!(budget.reserve(5), Some(Placement::Memory));
+        budget.close();
+        assert!(!budget.is_full(), "a closed budget never waits");
     }
 
     #[test]
