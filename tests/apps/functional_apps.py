@@ -83,6 +83,10 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
     if path == "/raise-in-iter":
         start_response("200 OK", [("Content-Length", "100")])
         return _Counted([b"first"], fail=True)
+    if path == "/raise-in-iter-large":
+        # 64 KiB: large enough that the worker writes it to the socket itself.
+        start_response("200 OK", [("Content-Length", "100000")])
+        return _Counted([b"x" * 65536], fail=True)
     if path == "/counted":
         start_response("200 OK", [("Content-Length", "7")])
         return _Counted([b"counted"])

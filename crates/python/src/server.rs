@@ -240,11 +240,16 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, jobs: &Jobs, counters: &Counte
         // Idle before the response completes: the client's next request must not find this
         // worker counted busy (a false "Task queue depth" warning).
         counters.busy.fetch_sub(1, Ordering::AcqRel);
-        // Ending never blocks (a send to the connection): done with the GIL held, so a
-        // request costs one release and one acquire of it, in `pop` above.
+        // Ending a small response never blocks (a send to the connection): done with the
+        // GIL held, so a simple request costs one release and one acquire of it, in `pop`
+        // above. A large last piece is written to the socket here, without the GIL.
         match ended {
             Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
-                let _ = responder.finish_raw(last, keep_alive);
+                let _ = if responder.may_block(last.len()) {
+                    py.detach(|| responder.finish_raw(last, keep_alive))
+                } else {
+                    responder.finish_raw(last, keep_alive)
+                };
             }
             Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
             None => {}

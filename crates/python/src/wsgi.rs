@@ -354,9 +354,10 @@ impl Call {
         let Some(responder) = self.responder.as_mut() else {
             return Err(self.disconnected(py));
         };
-        // The GIL is released only when the write has to wait for the connection: a
-        // streamed response is not a GIL hand-over per chunk.
-        let sent = if responder.would_block() {
+        // The GIL is released only when the write may take time (it waits for the
+        // connection, or a large piece is written to the socket here): a small streamed
+        // chunk is not a GIL hand-over.
+        let sent = if responder.may_block(out.len()) {
             py.detach(|| responder.write_raw(out))
         } else {
             responder.write_raw(out)

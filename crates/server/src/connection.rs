@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
@@ -26,7 +26,7 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{Reply, Request, RequestBody, Responder};
+use crate::handler::{Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
@@ -41,8 +41,16 @@ thread_local! {
 /// Bytes read back from a spill file per socket write.
 const SPILL_READ: usize = 64 * 1024;
 
-/// A client socket: a byte stream that can also take a file with sendfile(2).
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+/// A client socket: a byte stream that can also take a file with sendfile(2). Shared (by
+/// `Arc`) between its connection task and the worker answering its request, which may
+/// write to it directly (`Wire`).
+pub(crate) trait Transport: Wire + Send + Sync + 'static {
+    /// Write all of `data`, waiting for the socket as needed.
+    async fn write_all_ready(&self, data: &[u8]) -> io::Result<()>;
+
+    /// Shut down the sending side (the response is complete; FIN to the client).
+    fn shutdown_write(&self);
+
     /// Send up to `len` bytes of `file` from `*offset`, advancing it; waits until the socket
     /// takes some. Ok(0) means the file ended early.
     async fn send_file(&self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize>;
@@ -58,7 +66,30 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
 
 macro_rules! sendfile_transport {
     ($stream:ty) => {
+        impl Wire for $stream {
+            fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+                self.try_write(data)
+            }
+        }
+
         impl Transport for $stream {
+            async fn write_all_ready(&self, mut data: &[u8]) -> io::Result<()> {
+                while !data.is_empty() {
+                    self.writable().await?;
+                    match self.try_write(data) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => data = data.get(n..).unwrap_or_default(),
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(())
+            }
+
+            fn shutdown_write(&self) {
+                let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write);
+            }
+
             async fn send_file(
                 &self,
                 file: &File,
@@ -208,7 +239,7 @@ async fn run<S: Transport>(
 ) {
     let _active = Active::new(&shared);
     let mut session = Session {
-        stream,
+        stream: Arc::new(stream),
         conn: Conn::new(shared.config.limits),
         shared: &shared,
         peer,
@@ -221,7 +252,7 @@ async fn run<S: Transport>(
             shared.log.log(Level::Error, format!("Socket error: {err}"));
         }
     }
-    let _ = session.stream.shutdown().await;
+    session.stream.shutdown_write();
     drop(permit);
 }
 
@@ -294,7 +325,7 @@ pub(crate) fn anonymous_file(prefix: &str) -> io::Result<std::fs::File> {
 }
 
 struct Session<'a, S> {
-    stream: S,
+    stream: Arc<S>,
     conn: Conn,
     shared: &'a Shared,
     peer: Peer,
@@ -316,7 +347,7 @@ impl<S: Transport> Session<'_, S> {
 
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            self.stream.write_all_ready(&self.out).await?;
             self.out.clear();
         }
         Ok(())
@@ -534,7 +565,7 @@ impl<S: Transport> Session<'_, S> {
     /// when nothing is buffered, as for a large body.
     async fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
         if self.out.is_empty() {
-            return self.stream.write_all(data).await;
+            return self.stream.write_all_ready(data).await;
         }
         self.out.extend_from_slice(data);
         self.flush().await
@@ -608,6 +639,7 @@ impl<S: Transport> Session<'_, S> {
                 Arc::clone(&budget),
                 Arc::clone(&disconnected),
                 self.shared.stop.clone(),
+                Arc::clone(&self.stream) as Arc<dyn Wire>,
             ),
         );
         (rx, budget, disconnected)
@@ -671,8 +703,8 @@ impl<S: Transport> Session<'_, S> {
                     self.flush().await?;
                     return Ok(end.keep_alive);
                 }
-                Some(Reply::Abort(detail)) => {
-                    if !started {
+                Some(Reply::Abort { detail, sent }) => {
+                    if !started && !sent {
                         self.conn.send_status_error(
                             &mut self.out,
                             500,

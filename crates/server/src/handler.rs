@@ -17,6 +17,12 @@
 //! 4. A `Responder` dropped without `finish` aborts the response: if nothing was sent the
 //!    client gets a 500, otherwise the connection is closed (a truncated body is never
 //!    followed by another response).
+//! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`) are
+//!    written to the socket by the worker itself, without waiting, when everything handed
+//!    over before has been written (the budget is drained): no copy, no hand-over and no
+//!    wake-up of the I/O thread for them, and the workers share the copying. What the
+//!    socket does not take at once goes to the connection task as before. After a
+//!    `send_file` everything goes through the task.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -93,7 +99,24 @@ pub(crate) enum Reply {
         last: Vec<u8>,
         keep_alive: bool,
     },
-    Abort(String),
+    /// The application failed: a 500 with `detail`, unless the worker already `sent` part
+    /// of the response itself; then the connection closes.
+    Abort {
+        detail: String,
+        sent: bool,
+    },
+}
+
+/// Smallest piece a worker writes to the socket itself (rule 5). Smaller ones (a typical
+/// whole response) cost less handed to the I/O thread, which writes them with the end of
+/// the response in one go: measured, direct writes of small responses cost hello@16 a
+/// quarter of its throughput, while 16 KiB stream chunks and 1 MiB bodies gained 40%.
+const DIRECT_MIN: usize = 8 * 1024;
+
+/// A socket a worker may write to directly, without waiting (module rule 5).
+pub(crate) trait Wire: Send + Sync + std::fmt::Debug {
+    /// Write what the socket takes now; `WouldBlock` when it takes nothing.
+    fn try_send(&self, data: &[u8]) -> std::io::Result<usize>;
 }
 
 /// Why a `Responder` call failed.
@@ -109,6 +132,10 @@ pub enum RespondError {
 #[derive(Debug)]
 pub struct Responder {
     tx: Option<mpsc::UnboundedSender<Reply>>,
+    /// The socket, while this responder may write to it directly (rule 5).
+    wire: Option<Arc<dyn Wire>>,
+    /// Bytes this responder wrote to the socket itself.
+    sent_direct: bool,
     budget: Arc<Budget>,
     spill: Spill,
     started: bool,
@@ -122,9 +149,12 @@ impl Responder {
         budget: Arc<Budget>,
         disconnected: Arc<AtomicBool>,
         stop: StopHandle,
+        wire: Arc<dyn Wire>,
     ) -> Self {
         Self {
             tx: Some(tx),
+            wire: Some(wire),
+            sent_direct: false,
             budget,
             spill: Spill::default(),
             started: false,
@@ -155,10 +185,43 @@ impl Responder {
         Ok(())
     }
 
+    /// Write what the socket takes of `data` now, if nothing handed over is still waiting
+    /// (rule 5); returns the bytes left for the connection task.
+    fn write_direct(&mut self, mut data: Vec<u8>) -> Result<Vec<u8>, RespondError> {
+        let Some(wire) = self.wire.clone() else {
+            return Ok(data);
+        };
+        if data.len() < DIRECT_MIN || !self.budget.is_drained() {
+            return Ok(data);
+        }
+        let mut done = 0;
+        while done < data.len() {
+            match wire.try_send(data.get(done..).unwrap_or_default()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    done += n;
+                    self.sent_direct = true;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.wire = None;
+                    self.gone()?;
+                }
+            }
+        }
+        data.drain(..done);
+        Ok(data)
+    }
+
     /// Hand over output bytes, counted against the connection's budget (module rule 3).
     fn send_bytes(&mut self, raw: bool, data: Vec<u8>) -> Result<(), RespondError> {
         if self.tx.is_none() {
             return Err(RespondError::Disconnected);
+        }
+        let data = if raw { self.write_direct(data)? } else { data };
+        if data.is_empty() {
+            return Ok(());
         }
         let Some(placement) = self.budget.reserve(data.len()) else {
             return self.gone();
@@ -230,6 +293,8 @@ impl Responder {
             return Ok(());
         }
         self.started = true;
+        // The file is sent by the connection task; nothing may overtake it (rule 5).
+        self.wire = None;
         self.send(Reply::File { file, offset, len })
     }
 
@@ -238,6 +303,10 @@ impl Responder {
     /// protocol allows it.
     pub fn finish_raw(mut self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
         self.started = true;
+        if self.tx.is_none() {
+            return Err(RespondError::Disconnected);
+        }
+        let last = self.write_direct(last)?;
         let result = self.send(Reply::EndRaw { last, keep_alive });
         self.tx = None;
         result
@@ -245,14 +314,19 @@ impl Responder {
 
     /// The application failed: a 500 carrying `detail` if nothing was sent, else a close.
     pub fn abort(mut self, detail: &str) {
-        let _ = self.send(Reply::Abort(detail.to_owned()));
+        let sent = self.sent_direct;
+        let _ = self.send(Reply::Abort {
+            detail: detail.to_owned(),
+            sent,
+        });
         self.tx = None;
     }
 
-    /// True when `write`/`write_raw` would block now, waiting for the connection to catch
-    /// up (rule 3); false stays false until this responder's next write.
-    pub fn would_block(&self) -> bool {
-        self.budget.is_full()
+    /// True when handing over `len` bytes now may take time: the write must wait for the
+    /// connection to catch up (rule 3), or it is written to the socket here (rule 5). The
+    /// Python crate releases the GIL around such writes and keeps it for the others.
+    pub fn may_block(&self, len: usize) -> bool {
+        self.budget.is_full() || (self.wire.is_some() && len >= DIRECT_MIN)
     }
 
     /// True once the head has been handed to the connection.
@@ -270,9 +344,10 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             // Rule 4: never leave the connection waiting for a response that will not come.
-            let _ = tx.send(Reply::Abort(
-                "The application did not finish its response".to_owned(),
-            ));
+            let _ = tx.send(Reply::Abort {
+                detail: "The application did not finish its response".to_owned(),
+                sent: self.sent_direct,
+            });
         }
     }
 }

@@ -82,6 +82,13 @@ impl Budget {
         state.pending > self.high_watermark && !state.closed
     }
 
+    /// True when every byte handed over has been written (and the connection still waits
+    /// for more): the writer may then write to the socket itself, in order.
+    pub(crate) fn is_drained(&self) -> bool {
+        let state = self.lock();
+        state.pending == 0 && !state.closed
+    }
+
     /// `len` pending bytes were written (or dropped).
     pub(crate) fn release(&self, len: usize) {
         let mut state = self.lock();
@@ -196,7 +203,10 @@ mod tests {
         let budget = Budget::new(10, 0);
         assert!(!budget.is_full());
         assert_eq!(budget.reserve(10), Some(Placement::Memory));
-        assert!(!budget.is_full(), "at the watermark a write still goes through");
+        assert!(
+            !budget.is_full(),
+            "at the watermark a write still goes through"
+        );
         assert_eq!(budget.reserve(1), Some(Placement::Memory));
         assert!(budget.is_full());
         budget.release(1);
