@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -27,4 +28,41 @@ def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         server.stop()
     depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
+    assert depths == ["Task queue depth is 1", "Task queue depth is 2"]
+
+
+def _queue_three(server: Running) -> None:
+    clients = [
+        threading.Thread(target=server.exchange, args=(b"GET /sleep?0.3 HTTP/1.0\r\n\r\n",))
+        for _ in range(3)
+    ]
+    for client in clients:
+        client.start()
+        time.sleep(0.05)
+    for client in clients:
+        client.join(10)
+    time.sleep(0.2)
+
+
+def test_task_queue_depth_warning_follows_the_logger_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A silenced `waitress.queue` logger costs no record per request (the core re-reads
+    its level every 20 ms); turned back on, the warnings come back."""
+    queue_logger = logging.getLogger("waitress.queue")
+    caplog.set_level("WARNING", logger="waitress.queue")
+    server = Running(threads=1)
+    try:
+        queue_logger.setLevel(logging.ERROR)
+        time.sleep(0.1)
+        _queue_three(server)
+        silenced = [r for r in caplog.records if r.name == "waitress.queue"]
+        queue_logger.setLevel(logging.WARNING)
+        time.sleep(0.1)
+        _queue_three(server)
+    finally:
+        queue_logger.setLevel(logging.NOTSET)
+        server.stop()
+    depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
+    assert silenced == []
     assert depths == ["Task queue depth is 1", "Task queue depth is 2"]

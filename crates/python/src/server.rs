@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -31,9 +31,21 @@ use waitress_server::{Handler, Level, Listener, LogSink, Request, ServerConfig, 
 use crate::wsgi::{self, Helpers, Site};
 
 /// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LogQueue {
     records: Mutex<Vec<(&'static str, Level, String)>>,
+    /// `logging.getLogger("waitress.queue").isEnabledFor(WARNING)`, refreshed by the
+    /// serving thread at every wake: a silenced queue logger costs no record per request.
+    queue_warnings: AtomicBool,
+}
+
+impl Default for LogQueue {
+    fn default() -> Self {
+        Self {
+            records: Mutex::default(),
+            queue_warnings: AtomicBool::new(true),
+        }
+    }
 }
 
 impl LogSink for LogQueue {
@@ -48,6 +60,17 @@ impl LogQueue {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((logger, level, message));
+    }
+
+    /// Re-read whether the queue-depth warning would be logged at all.
+    fn refresh_levels(&self, py: Python<'_>) -> PyResult<()> {
+        let enabled = py
+            .import("logging")?
+            .call_method1("getLogger", ("waitress.queue",))?
+            .call_method1("isEnabledFor", (30,))?
+            .is_truthy()?;
+        self.queue_warnings.store(enabled, Ordering::Release);
+        Ok(())
     }
 
     fn emit(&self, py: Python<'_>) -> PyResult<()> {
@@ -167,7 +190,7 @@ impl Handler for Pool {
         let idle = self
             .threads
             .saturating_sub(self.busy.load(Ordering::Acquire));
-        if queued > idle {
+        if queued > idle && self.log.queue_warnings.load(Ordering::Acquire) {
             self.log.push(
                 "waitress.queue",
                 Level::Warning,
@@ -443,7 +466,10 @@ impl Server {
             // A signal handler can run inside a logging call as well as in check_signals:
             // either way its exception stops the server gracefully and waits, never
             // returns early (that would leave the workers in the application).
-            let signalled = log.emit(py).and_then(|()| py.check_signals());
+            let signalled = log
+                .emit(py)
+                .and_then(|()| log.refresh_levels(py))
+                .and_then(|()| py.check_signals());
             if let Err(err) = signalled {
                 // Ctrl-C (or an exception raised by a signal handler): stop gracefully, keep
                 // waiting, and re-raise once the server is down. A second signal stops at once.
