@@ -336,8 +336,30 @@ impl Call {
     /// Send `data` after whatever is held (rule 3); bytes that complete the declared body
     /// are held for the ending instead (rule 2).
     fn send(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        self.send_parts(py, &[data])
+    }
+
+    /// `send` of the concatenation of `parts`. A piece the worker writes to the socket
+    /// itself (large, `Responder::may_block`) goes from where it is, the application's
+    /// bytes object included, with the GIL released; the rest is copied after what is held.
+    fn send_parts(&mut self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
+        let total = self.held.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let complete = self.content_length.is_some_and(|cl| self.written >= cl);
+        let held_for_end = complete && total <= HOLD_AT_END;
+        if let Some(responder) = self.responder.as_mut() {
+            if !held_for_end && total > 0 && responder.may_block(total) {
+                let held = std::mem::take(&mut self.held);
+                let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+                all.push(&held);
+                all.extend_from_slice(parts);
+                let sent = py.detach(|| responder.write_raw_parts(&all));
+                return sent.map_err(|_| self.disconnected(py));
+            }
+        }
         let mut out = std::mem::take(&mut self.held);
-        out.extend_from_slice(data);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         self.hand_over(py, out)
     }
 
@@ -548,13 +570,8 @@ impl Call {
             return Ok(());
         }
         if self.chunked {
-            // Framed straight after what is held: the chunk is copied once.
-            let mut framed = std::mem::take(&mut self.held);
-            framed.reserve(data.len() + 20);
-            framed.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
-            framed.extend_from_slice(data);
-            framed.extend_from_slice(b"\r\n");
-            return self.hand_over(py, framed);
+            let size = format!("{:X}\r\n", data.len());
+            return self.send_parts(py, &[size.as_bytes(), data, b"\r\n"]);
         }
         self.send(py, data)
     }

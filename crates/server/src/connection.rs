@@ -67,8 +67,8 @@ pub(crate) trait Transport: Wire + Send + Sync + 'static {
 macro_rules! sendfile_transport {
     ($stream:ty) => {
         impl Wire for $stream {
-            fn try_send(&self, data: &[u8]) -> io::Result<usize> {
-                self.try_write(data)
+            fn try_send(&self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                self.try_write_vectored(parts)
             }
         }
 
