@@ -231,7 +231,8 @@ impl Responder {
         Ok(done)
     }
 
-    /// Hand over output bytes, counted against the connection's budget (module rule 3).
+    /// Hand over output bytes: caller-framed ones are first offered to the socket (rule 5),
+    /// the rest counted against the connection's budget (rule 3).
     fn send_bytes(&mut self, raw: bool, mut data: Vec<u8>) -> Result<(), RespondError> {
         if self.tx.is_none() {
             return Err(RespondError::Disconnected);
@@ -240,6 +241,11 @@ impl Responder {
             let done = self.write_direct(&[&data], data.len())?;
             data.drain(..done);
         }
+        self.queue_bytes(raw, data)
+    }
+
+    /// Hand bytes to the connection task, counted against the budget (rule 3).
+    fn queue_bytes(&mut self, raw: bool, data: Vec<u8>) -> Result<(), RespondError> {
         if data.is_empty() {
             return Ok(());
         }
@@ -321,8 +327,8 @@ impl Responder {
         if done == total {
             return Ok(());
         }
-        let rest = after(parts, done).concat();
-        self.send_bytes(true, rest)
+        // The socket took what it could: the rest goes to the connection task.
+        self.queue_bytes(true, after(parts, done).concat())
     }
 
     /// Send `len` bytes of the regular file `file` from `offset`, as they are (the caller
