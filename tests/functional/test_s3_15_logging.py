@@ -11,37 +11,29 @@ import pytest
 from tests.functional.serving import Running
 
 
-def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("WARNING", logger="waitress.queue")
-    server = Running(threads=1)
-    try:
-        clients = [
-            threading.Thread(target=server.exchange, args=(b"GET /sleep?0.4 HTTP/1.0\r\n\r\n",))
-            for _ in range(3)
-        ]
-        for client in clients:
-            client.start()
-            time.sleep(0.05)
-        for client in clients:
-            client.join(10)
-        time.sleep(0.3)  # records are emitted by the serving thread every 100 ms
-    finally:
-        server.stop()
-    depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
-    assert depths == ["Task queue depth is 1", "Task queue depth is 2"]
-
-
-def _queue_three(server: Running) -> None:
-    clients = [
-        threading.Thread(target=server.exchange, args=(b"GET /sleep?0.3 HTTP/1.0\r\n\r\n",))
-        for _ in range(3)
-    ]
+def _queue_three(server: Running, sleep: float = 0.3) -> None:
+    """Three requests a little apart to a one-thread server, each sleeping `sleep` s: the
+    second and third wait in the queue. Then time for the serving thread (it emits queued
+    records every 20 ms) to log them."""
+    request = b"GET /sleep?%s HTTP/1.0\r\n\r\n" % str(sleep).encode()
+    clients = [threading.Thread(target=server.exchange, args=(request,)) for _ in range(3)]
     for client in clients:
         client.start()
         time.sleep(0.05)
     for client in clients:
         client.join(10)
-    time.sleep(0.2)
+    time.sleep(0.3)
+
+
+def test_task_queue_depth_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="waitress.queue")
+    server = Running(threads=1)
+    try:
+        _queue_three(server, sleep=0.4)
+    finally:
+        server.stop()
+    depths = [r.getMessage() for r in caplog.records if r.name == "waitress.queue"]
+    assert depths == ["Task queue depth is 1", "Task queue depth is 2"]
 
 
 def test_task_queue_depth_warning_follows_the_logger_level(
