@@ -30,6 +30,8 @@ pub(crate) struct Budget {
 struct State {
     pending: usize,
     closed: bool,
+    /// Writers waiting in `reserve`: a notify is a syscall, so it is made only for them.
+    waiting: usize,
 }
 
 /// Where a write went (rule 2).
@@ -58,10 +60,12 @@ impl Budget {
     pub(crate) fn reserve(&self, len: usize) -> Option<Placement> {
         let mut state = self.lock();
         while state.pending > self.high_watermark && !state.closed {
+            state.waiting += 1;
             state = self
                 .room
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
         }
         if state.closed {
             return None;
@@ -93,15 +97,18 @@ impl Budget {
     pub(crate) fn release(&self, len: usize) {
         let mut state = self.lock();
         state.pending = state.pending.saturating_sub(len);
-        if state.pending <= self.high_watermark {
+        if state.pending <= self.high_watermark && state.waiting > 0 {
             self.room.notify_all();
         }
     }
 
     /// The connection is done with this response (rule 3).
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.room.notify_all();
+        let mut state = self.lock();
+        state.closed = true;
+        if state.waiting > 0 {
+            self.room.notify_all();
+        }
     }
 
     pub(crate) fn high_watermark(&self) -> usize {
