@@ -26,7 +26,7 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{Reply, Request, RequestBody, Responder, Wire};
+use crate::handler::{after, Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
@@ -41,12 +41,18 @@ thread_local! {
 /// Bytes read back from a spill file per socket write.
 const SPILL_READ: usize = 64 * 1024;
 
+/// Most caller-framed pieces already waiting that go out in one vectored socket write.
+const RAW_BATCH: usize = 64;
+
 /// A client socket: a byte stream that can also take a file with sendfile(2). Shared (by
 /// `Arc`) between its connection task and the worker answering its request, which may
 /// write to it directly (`Wire`).
 pub(crate) trait Transport: Wire + Send + Sync + 'static {
     /// Write all of `data`, waiting for the socket as needed.
     async fn write_all_ready(&self, data: &[u8]) -> io::Result<()>;
+
+    /// Write all of `parts`, in order, in as few socket writes as the socket allows.
+    async fn write_all_parts_ready(&self, parts: &[&[u8]]) -> io::Result<()>;
 
     /// Shut down the sending side (the response is complete; FIN to the client).
     fn shutdown_write(&self);
@@ -79,6 +85,24 @@ macro_rules! sendfile_transport {
                     match self.try_write(data) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(n) => data = data.get(n..).unwrap_or_default(),
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(())
+            }
+
+            async fn write_all_parts_ready(&self, parts: &[&[u8]]) -> io::Result<()> {
+                let total: usize = parts.iter().map(|p| p.len()).sum();
+                let mut done = 0;
+                while done < total {
+                    self.writable().await?;
+                    let rest = after(parts, done);
+                    let slices: Vec<io::IoSlice<'_>> =
+                        rest.iter().map(|p| io::IoSlice::new(p)).collect();
+                    match self.try_write_vectored(&slices) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => done += n,
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                         Err(err) => return Err(err),
                     }
@@ -571,6 +595,18 @@ impl<S: Transport> Session<'_, S> {
         self.flush().await
     }
 
+    /// Write caller-framed `pieces` after what is buffered, from where they are.
+    async fn write_pieces(&mut self, pieces: &[Vec<u8>]) -> io::Result<()> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
+        if !self.out.is_empty() {
+            parts.push(&self.out);
+        }
+        parts.extend(pieces.iter().map(Vec::as_slice));
+        self.stream.write_all_parts_ready(&parts).await?;
+        self.out.clear();
+        Ok(())
+    }
+
     /// The last bytes of a caller-framed response, then its end. Returns keep-alive.
     async fn end_raw(&mut self, last: &[u8], keep_alive: bool) -> io::Result<bool> {
         self.write_through(last).await?;
@@ -651,14 +687,20 @@ impl<S: Transport> Session<'_, S> {
         // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
         let _close = CloseOnDrop(Arc::clone(&budget));
         let mut started = false;
+        // A reply taken while batching pieces, handled next.
+        let mut next: Option<Reply> = None;
         loop {
-            let Some(reply) = self.wait_reply(&mut rx, &disconnected).await else {
-                continue;
+            let reply = match next.take() {
+                Some(reply) => Some(reply),
+                None => match self.wait_reply(&mut rx, &disconnected).await {
+                    Some(reply) => reply,
+                    None => continue,
+                },
             };
-            let today = self.date.now().to_vec();
-            let ident = self.ident().map(str::to_owned);
             let written = match reply {
                 Some(Reply::Head { status, headers }) => {
+                    let today = self.date.now().to_vec();
+                    let ident = self.ident().map(str::to_owned);
                     if !self.start_reply(&status, &headers, ident.as_deref(), &today) {
                         let result = self.flush().await;
                         return result.map(|()| false);
@@ -674,8 +716,21 @@ impl<S: Transport> Session<'_, S> {
                 }
                 Some(Reply::Raw(data)) => {
                     started = true;
-                    let written = self.write_through(&data).await;
-                    budget.release(data.len());
+                    // Pieces already waiting behind this one go out with it: fewer,
+                    // larger socket writes for a streamed response.
+                    let mut pieces = vec![data];
+                    while pieces.len() < RAW_BATCH {
+                        match rx.try_recv() {
+                            Ok(Reply::Raw(more)) => pieces.push(more),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let written = self.write_pieces(&pieces).await;
+                    budget.release(pieces.iter().map(Vec::len).sum());
                     written
                 }
                 Some(Reply::Spilled { raw, piece }) => {
@@ -705,6 +760,8 @@ impl<S: Transport> Session<'_, S> {
                 }
                 Some(Reply::Abort { detail, sent }) => {
                     if !started && !sent {
+                        let today = self.date.now().to_vec();
+                        let ident = self.ident().map(str::to_owned);
                         self.conn.send_status_error(
                             &mut self.out,
                             500,
