@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,69 @@ def test_emfile_backs_off_without_spinning_and_recovers(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(30)
     assert "server accept() threw an exception" in log.read_text()
+
+
+def _numbered_pieces(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """600 distinct 16 KiB pieces (a counter in each), so lost, repeated or reordered
+    output shows; with a Content-Length unless the query says `chunked`."""
+    pieces = [(b"%08d" % n) * 2048 for n in range(600)]
+    headers = [("Content-Type", "application/octet-stream")]
+    if environ["QUERY_STRING"] != "chunked":
+        headers.append(("Content-Length", str(sum(map(len, pieces)))))
+    start_response("200 OK", headers)
+    return iter(pieces)
+
+
+@pytest.mark.parametrize("query", ["length", "chunked"])
+def test_outbuf_overflow_spilled_output_arrives_whole_and_in_order(query: str) -> None:
+    """Output past `outbuf_overflow` waits in a spill file and goes out from it (sendfile):
+    a client that reads nothing for a while, then everything, gets every byte in order."""
+    server = Running(_numbered_pieces, outbuf_overflow=64 * 1024)
+    try:
+        with server.connect() as sock:
+            sock.sendall(f"GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            time.sleep(0.5)
+            assert _open_output_spill_files() > 0, "pending output past outbuf_overflow"
+            raw = read_all(sock) if query == "chunked" else _read_response(sock)
+    finally:
+        server.stop()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if query == "chunked":
+        assert b"Transfer-Encoding: chunked" in head
+        body = _dechunk(body)
+    expected = b"".join((b"%08d" % n) * 2048 for n in range(600))
+    assert len(body) == len(expected)
+    assert body == expected
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length (the connection stays open)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    length = int(
+        next(
+            v
+            for k, _, v in (line.partition(b": ") for line in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+    )
+    want = len(head) + 4 + length
+    while len(data) < want:
+        more = sock.recv(1 << 20)
+        assert more, "connection closed early"
+        data += more
+    return data
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(out)
+        out += body[:size]
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]

@@ -44,6 +44,54 @@ const SPILL_READ: usize = 64 * 1024;
 /// Most caller-framed pieces already waiting that go out in one vectored socket write.
 const RAW_BATCH: usize = 64;
 
+/// `first` and the caller-framed pieces already waiting behind it (at most `RAW_BATCH`), to
+/// go out in one vectored write: fewer, larger socket writes for a streamed response. A
+/// reply of another kind ends the run and is left in `next`.
+fn waiting_pieces(
+    rx: &mut mpsc::UnboundedReceiver<Reply>,
+    first: Vec<u8>,
+    next: &mut Option<Reply>,
+) -> Vec<Vec<u8>> {
+    let mut pieces = vec![first];
+    while pieces.len() < RAW_BATCH {
+        match rx.try_recv() {
+            Ok(Reply::Raw(more)) => pieces.push(more),
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    pieces
+}
+
+/// The length of `first` plus the caller-framed spilled pieces already waiting that follow
+/// it in the same file, to go out in one sendfile run. A reply that does not continue it is
+/// left in `next`.
+fn waiting_spill(
+    rx: &mut mpsc::UnboundedReceiver<Reply>,
+    first: &Spilled,
+    next: &mut Option<Reply>,
+) -> usize {
+    let mut len = first.len;
+    while let Ok(reply) = rx.try_recv() {
+        match reply {
+            Reply::Spilled { raw: true, piece }
+                if Arc::ptr_eq(&piece.file, &first.file)
+                    && piece.offset == first.offset.saturating_add(len as u64) =>
+            {
+                len += piece.len;
+            }
+            other => {
+                *next = Some(other);
+                break;
+            }
+        }
+    }
+    len
+}
+
 /// A client socket: a byte stream that can also take a file with sendfile(2). Shared (by
 /// `Arc`) between its connection task and the worker answering its request, which may
 /// write to it directly (`Wire`).
@@ -547,7 +595,7 @@ impl<S: Transport> Session<'_, S> {
     }
 
     /// Write output that waited in a spill file, in pieces (outbuf.rs rule 2).
-    async fn write_spilled(&mut self, raw: bool, piece: &Spilled) -> io::Result<()> {
+    async fn write_spilled(&mut self, piece: &Spilled) -> io::Result<()> {
         let mut buf = vec![0u8; SPILL_READ.min(piece.len)];
         let mut done = 0;
         while done < piece.len {
@@ -555,11 +603,7 @@ impl<S: Transport> Session<'_, S> {
             let chunk = buf.get_mut(..want).unwrap_or_default();
             let at = piece.offset.saturating_add(done as u64);
             piece.file.read_exact_at(chunk, at)?;
-            if raw {
-                self.out.extend_from_slice(chunk);
-            } else {
-                let _ = self.conn.send_data(&mut self.out, chunk);
-            }
+            let _ = self.conn.send_data(&mut self.out, chunk);
             self.flush().await?;
             done += want;
         }
@@ -716,26 +760,21 @@ impl<S: Transport> Session<'_, S> {
                 }
                 Some(Reply::Raw(data)) => {
                     started = true;
-                    // Pieces already waiting behind this one go out with it: fewer,
-                    // larger socket writes for a streamed response.
-                    let mut pieces = vec![data];
-                    while pieces.len() < RAW_BATCH {
-                        match rx.try_recv() {
-                            Ok(Reply::Raw(more)) => pieces.push(more),
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let pieces = waiting_pieces(&mut rx, data, &mut next);
                     let written = self.write_pieces(&pieces).await;
                     budget.release(pieces.iter().map(Vec::len).sum());
                     written
                 }
-                Some(Reply::Spilled { raw, piece }) => {
-                    started |= raw;
-                    let written = self.write_spilled(raw, &piece).await;
+                Some(Reply::Spilled { raw: true, piece }) => {
+                    started = true;
+                    // Caller-framed bytes go from the spill file with sendfile(2).
+                    let len = waiting_spill(&mut rx, &piece, &mut next);
+                    let written = self.write_file(&piece.file, piece.offset, len as u64).await;
+                    budget.release(len);
+                    written
+                }
+                Some(Reply::Spilled { raw: false, piece }) => {
+                    let written = self.write_spilled(&piece).await;
                     budget.release(piece.len);
                     written
                 }
