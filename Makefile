@@ -97,6 +97,14 @@ fuzz-smoke: ## run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain, no
 bench-parse: ## criterion: our head parse and chunked decode against bare httparse
 	$(CARGO) bench -p waitress-http --bench parse
 
+# The bench embeds the venv's Python (pyo3 builds against $(VIRTUAL_ENV)) and finds its
+# shared libpython through LD_LIBRARY_PATH; it imports `waitress` from this checkout's python/
+# (put first on sys.path by the bench), with the _core that `build` put there.
+.PHONY: bench-wsgi
+bench-wsgi: build ## criterion: environ building and response-head encoding (embedded Python)
+	LD_LIBRARY_PATH="$$(python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+		$(CARGO) bench -p waitress-python --features bench --bench wsgi
+
 .PHONY: bench-instructions
 bench-instructions: build ## callgrind instruction counts: parse (ours vs bare httparse, per input) and a whole hello request
 	$(CARGO) build --release -p waitress-http --example parse_loop

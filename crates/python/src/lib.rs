@@ -4,6 +4,9 @@
 
 use pyo3::prelude::*;
 
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod parser;
 mod server;
 mod wsgi;

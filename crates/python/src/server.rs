@@ -213,7 +213,7 @@ impl Drop for Pool {
 /// One listener's application and environ values, as Python passes them: `(app,
 /// drop_proxy_headers, server_name, server_port, url_scheme, url_prefix, ident,
 /// expose_tracebacks)`.
-type SiteArgs = (
+pub(crate) type SiteArgs = (
     Py<PyAny>,
     bool,
     String,
@@ -223,6 +223,31 @@ type SiteArgs = (
     Py<PyAny>,
     bool,
 );
+
+impl Site {
+    /// The site of one listener from what Python passes for it.
+    pub(crate) fn from_args(
+        py: Python<'_>,
+        (app, drop_proxy, server_name, server_port, url_scheme, url_prefix, ident, expose): SiteArgs,
+    ) -> Self {
+        let header = ident
+            .extract::<String>(py)
+            .ok()
+            .filter(|ident| !ident.is_empty());
+        Site {
+            app,
+            drop_proxy_headers: drop_proxy,
+            server_name: PyString::new(py, &server_name).unbind(),
+            server_port: PyString::new(py, &server_port).unbind(),
+            url_scheme: PyString::new(py, &url_scheme).unbind(),
+            url_prefix,
+            software: ident,
+            ident: header,
+            expose_tracebacks: expose,
+            template: std::sync::OnceLock::new(),
+        }
+    }
+}
 
 /// Serves listening sockets; each listener's WSGI application runs on worker threads.
 #[pyclass(module = "waitress._core")]
@@ -359,35 +384,7 @@ impl Server {
         };
         let sites = sites
             .into_iter()
-            .map(
-                |(
-                    app,
-                    drop_proxy,
-                    server_name,
-                    server_port,
-                    url_scheme,
-                    url_prefix,
-                    ident,
-                    expose,
-                )| {
-                    let header = ident
-                        .extract::<String>(py)
-                        .ok()
-                        .filter(|ident| !ident.is_empty());
-                    Site {
-                        app,
-                        drop_proxy_headers: drop_proxy,
-                        server_name: PyString::new(py, &server_name).unbind(),
-                        server_port: PyString::new(py, &server_port).unbind(),
-                        url_scheme: PyString::new(py, &url_scheme).unbind(),
-                        url_prefix,
-                        software: ident,
-                        ident: header,
-                        expose_tracebacks: expose,
-                        template: std::sync::OnceLock::new(),
-                    }
-                },
-            )
+            .map(|args| Site::from_args(py, args))
             .collect();
         Self {
             listeners,

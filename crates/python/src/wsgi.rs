@@ -312,6 +312,58 @@ fn python_lower(name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Call {
+    /// The call for one request, before `start_response`; `closing`: the response must
+    /// close the connection.
+    pub(crate) fn new(
+        responder: Option<Responder>,
+        head: &RequestHead,
+        site: &Site,
+        helpers: &Arc<Helpers>,
+        closing: bool,
+    ) -> Self {
+        let start_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let facts = RequestFacts {
+            http11: matches!(head.version(), Version::Http11),
+            is_head: head.is_head(),
+            connection: joined_lowercase(head, b"connection"),
+            wants_close: head.wants_close(),
+        };
+        Self {
+            responder,
+            facts,
+            ident: site.ident.clone(),
+            helpers: Arc::clone(helpers),
+            start_secs,
+            status: "200 OK".to_owned(),
+            headers: Vec::new(),
+            content_length: None,
+            complete: false,
+            wrote_header: false,
+            held: Vec::new(),
+            written: 0,
+            logged_excess: false,
+            logged_no_body: false,
+            close_on_finish: closing,
+            chunked: false,
+        }
+    }
+
+    /// What a valid `start_response` leaves: the status and headers as given (already
+    /// checked) and the Content-Length they declare.
+    pub(crate) fn start(
+        &mut self,
+        status: String,
+        headers: Vec<(String, String)>,
+        content_length: Option<i64>,
+    ) {
+        self.status = status;
+        self.headers = headers;
+        self.content_length = content_length;
+        self.complete = true;
+    }
+
     fn has_body(&self) -> bool {
         let status = self.status.as_bytes();
         !(status.first() == Some(&b'1') || status.starts_with(b"204") || status.starts_with(b"304"))
@@ -422,7 +474,7 @@ impl Call {
     }
 
     /// The response head (SPEC §3.7, §3.10); decides framing and persistence.
-    fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
+    pub(crate) fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
         let bodiless = !self.has_body();
         let mut has_length = false;
         let mut has_connection = false;
@@ -710,13 +762,7 @@ impl Call {
             }
             checked.push((name_text.to_owned(), value_text.to_owned()));
         }
-        {
-            let mut this = slf.borrow_mut();
-            this.status = status_text;
-            this.headers = checked;
-            this.content_length = content_length;
-            this.complete = true;
-        }
+        slf.borrow_mut().start(status_text, checked, content_length);
         slf.getattr(intern!(py, "write"))
     }
 
@@ -1064,47 +1110,17 @@ pub(crate) fn serve(
         ..
     } = request;
     let head = &head;
-    let start_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let facts = RequestFacts {
-        http11: matches!(head.version(), Version::Http11),
-        is_head: head.is_head(),
-        connection: joined_lowercase(head, b"connection"),
-        wants_close: head.wants_close(),
-    };
-    let call = Call {
-        responder: Some(responder),
-        facts,
-        ident: site.ident.clone(),
-        helpers: Arc::clone(helpers),
-        start_secs,
-        status: "200 OK".to_owned(),
-        headers: Vec::new(),
-        content_length: None,
-        complete: false,
-        wrote_header: false,
-        held: Vec::new(),
-        written: 0,
-        logged_excess: false,
-        logged_no_body: false,
-        close_on_finish: closing,
-        chunked: false,
-    };
+    let call = Call::new(Some(responder), head, site, helpers, closing);
     let call = Bound::new(py, call)?;
     let mut path = String::new();
     let mut input: Option<Bound<'_, PyAny>> = None;
     let outcome = (|| -> PyResult<()> {
-        let (decoded, query) = split_target(py, helpers, head.target())?;
-        decoded.to_str()?.clone_into(&mut path);
-        let (stream, body_len) = body_stream(py, helpers, body)?;
-        input = Some(stream.clone());
         let facts = Facts {
             head,
             peer: &peer,
             disconnected: &disconnected,
         };
-        let environ = build_environ(py, site, helpers, &facts, &path, &query, &stream, body_len)?;
+        let environ = request_environ(py, site, helpers, &facts, body, &mut path, &mut input)?;
         execute(py, site, helpers, &environ, &call)?;
         call.borrow_mut().finish(py)
     })();
@@ -1159,8 +1175,27 @@ pub(crate) fn serve(
 }
 
 /// The parts of a request the environ reads (the body is consumed separately).
-struct Facts<'a> {
-    head: &'a RequestHead,
-    peer: &'a Peer,
-    disconnected: &'a Arc<AtomicBool>,
+pub(crate) struct Facts<'a> {
+    pub(crate) head: &'a RequestHead,
+    pub(crate) peer: &'a Peer,
+    pub(crate) disconnected: &'a Arc<AtomicBool>,
+}
+
+/// The environ of one request, as `serve` builds it: the target split (into `path`, kept
+/// for the log lines), the body opened as `wsgi.input` (into `input`, for the caller to
+/// close whatever happens), then the dict.
+pub(crate) fn request_environ<'py>(
+    py: Python<'py>,
+    site: &Site,
+    helpers: &Helpers,
+    request: &Facts<'_>,
+    body: RequestBody,
+    path: &mut String,
+    input: &mut Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (decoded, query) = split_target(py, helpers, request.head.target())?;
+    decoded.to_str()?.clone_into(path);
+    let (stream, body_len) = body_stream(py, helpers, body)?;
+    *input = Some(stream.clone());
+    build_environ(py, site, helpers, request, path, &query, &stream, body_len)
 }
