@@ -29,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::DateCache;
@@ -38,6 +39,19 @@ use waitress_server::{Peer, Request, RequestBody, Responder};
 /// Most bytes held back to leave with the end of a response (module rule 2); more are sent
 /// as they come.
 const HOLD_AT_END: usize = 64 * 1024;
+
+/// The first `len` bytes of an application's bytes object, lent to the server without a
+/// copy (`Responder::write_raw_lent`).
+struct Window {
+    bytes: PyBackedBytes,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Window {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// What the environ and the response need of the server a request came in on.
 #[derive(Debug)]
@@ -573,7 +587,12 @@ impl Call {
     }
 
     /// `Task.write` of waitress (SPEC §3.10): the first call sends the head.
-    fn write_bytes(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+    fn write_bytes(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        owner: Option<&Bound<'_, PyBytes>>,
+    ) -> PyResult<()> {
         if !self.wrote_header {
             self.held = self.build_head(py)?;
             self.wrote_header = true;
@@ -623,16 +642,46 @@ impl Call {
         }
         if self.chunked {
             let size = format!("{:X}\r\n", data.len());
-            return self.send_parts(py, &[size.as_bytes(), data, b"\r\n"]);
+            return self.send_framed(py, size.as_bytes(), data, owner, b"\r\n");
         }
-        self.send(py, data)
+        self.send_framed(py, b"", data, owner, b"")
+    }
+
+    /// `send_parts` of `before`, `data` and `after`, where `data` is the start of the
+    /// application's bytes object `owner` (if given): a large piece is lent to the server
+    /// as it is, so what the socket does not take at once is not copied.
+    fn send_framed(
+        &mut self,
+        py: Python<'_>,
+        before: &[u8],
+        data: &[u8],
+        owner: Option<&Bound<'_, PyBytes>>,
+        after: &[u8],
+    ) -> PyResult<()> {
+        let total = self.held.len() + before.len() + data.len() + after.len();
+        let complete = self.content_length.is_some_and(|cl| self.written >= cl);
+        let held_for_end = complete && total <= HOLD_AT_END;
+        if let (Some(owner), Some(responder)) = (owner, self.responder.as_mut()) {
+            if !held_for_end && responder.may_block(total) {
+                let mut head = std::mem::take(&mut self.held);
+                head.extend_from_slice(before);
+                let lent = Box::new(Window {
+                    bytes: PyBackedBytes::from(owner.clone()),
+                    len: data.len(),
+                });
+                // Whatever the server did not keep is dropped here, attached.
+                let sent = py.detach(|| responder.write_raw_lent(&head, lent, after));
+                return sent.map(drop).map_err(|_| self.disconnected(py));
+            }
+        }
+        self.send_parts(py, &[before, data, after])
     }
 
     /// `Task.finish`: the head if nothing was written and the last chunk, held for the
     /// ending with anything else held.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
         if !self.wrote_header {
-            self.write_bytes(py, b"")?;
+            self.write_bytes(py, b"", None)?;
         }
         if self.chunked && self.sends_body() {
             self.held.extend_from_slice(b"0\r\n\r\n");
@@ -779,7 +828,7 @@ impl Call {
                 data.get_type().name()?
             )));
         };
-        self.write_bytes(py, bytes.as_bytes())
+        self.write_bytes(py, bytes.as_bytes(), Some(bytes))
     }
 }
 
@@ -949,7 +998,7 @@ fn send_file_wrapper(
             }
             this.content_length = Some(size);
         }
-        this.write_bytes(py, b"")?;
+        this.write_bytes(py, b"", None)?;
         if !this.sends_body() {
             return Ok(false);
         }
@@ -1036,7 +1085,7 @@ fn write_item(
         if bytes.as_bytes().is_empty() {
             return Ok(());
         }
-        return call.borrow_mut().write_bytes(py, bytes.as_bytes());
+        return call.borrow_mut().write_bytes(py, bytes.as_bytes(), Some(bytes));
     }
     if chunk.is_truthy()? {
         call.borrow_mut().write(py, chunk)?;

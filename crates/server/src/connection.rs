@@ -26,7 +26,7 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{after, Reply, Request, RequestBody, Responder, Wire};
+use crate::handler::{after, Piece, Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
@@ -49,9 +49,9 @@ const RAW_BATCH: usize = 64;
 /// reply of another kind ends the run and is left in `next`.
 fn waiting_pieces(
     rx: &mut mpsc::UnboundedReceiver<Reply>,
-    first: Vec<u8>,
+    first: Piece,
     next: &mut Option<Reply>,
-) -> Vec<Vec<u8>> {
+) -> Vec<Piece> {
     let mut pieces = vec![first];
     while pieces.len() < RAW_BATCH {
         match rx.try_recv() {
@@ -640,12 +640,12 @@ impl<S: Transport> Session<'_, S> {
     }
 
     /// Write caller-framed `pieces` after what is buffered, from where they are.
-    async fn write_pieces(&mut self, pieces: &[Vec<u8>]) -> io::Result<()> {
+    async fn write_pieces(&mut self, pieces: &[Piece]) -> io::Result<()> {
         let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
         if !self.out.is_empty() {
             parts.push(&self.out);
         }
-        parts.extend(pieces.iter().map(Vec::as_slice));
+        parts.extend(pieces.iter().map(Piece::as_slice));
         self.stream.write_all_parts_ready(&parts).await?;
         self.out.clear();
         Ok(())
@@ -762,7 +762,7 @@ impl<S: Transport> Session<'_, S> {
                     started = true;
                     let pieces = waiting_pieces(&mut rx, data, &mut next);
                     let written = self.write_pieces(&pieces).await;
-                    budget.release(pieces.iter().map(Vec::len).sum());
+                    budget.release(pieces.iter().map(|p| p.as_slice().len()).sum());
                     written
                 }
                 Some(Reply::Spilled { raw: true, piece }) => {

@@ -71,6 +71,35 @@ pub struct Request {
     pub closing: bool,
 }
 
+/// Output bytes owned elsewhere and lent to the server without a copy (an application's
+/// bytes object): kept until written, then dropped by whichever thread is done with them.
+pub type Lent = Box<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A caller-framed piece of output on its way to the socket.
+pub(crate) enum Piece {
+    Owned(Vec<u8>),
+    /// `bytes` from `start` on.
+    Lent { bytes: Lent, start: usize },
+}
+
+impl Piece {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Piece::Owned(data) => data,
+            Piece::Lent { bytes, start } => (**bytes).as_ref().get(*start..).unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Piece::Owned(data) => write!(f, "Owned({} bytes)", data.len()),
+            Piece::Lent { .. } => write!(f, "Lent({} bytes)", self.as_slice().len()),
+        }
+    }
+}
+
 /// What a worker sends back to the connection.
 #[derive(Debug)]
 pub(crate) enum Reply {
@@ -81,7 +110,7 @@ pub(crate) enum Reply {
     Data(Vec<u8>),
     End,
     /// Bytes framed by the caller (head included), written as they are.
-    Raw(Vec<u8>),
+    Raw(Piece),
     /// `Data` (or `Raw` when `raw`) that waits in a spill file.
     Spilled {
         raw: bool,
@@ -246,21 +275,43 @@ impl Responder {
 
     /// Hand bytes to the connection task, counted against the budget (rule 3).
     fn queue_bytes(&mut self, raw: bool, data: Vec<u8>) -> Result<(), RespondError> {
+        if raw {
+            return self.queue_piece(Piece::Owned(data));
+        }
         if data.is_empty() {
             return Ok(());
         }
+        match self.reserve(&data)? {
+            Some(piece) => self.send(Reply::Spilled { raw, piece }),
+            None => self.send(Reply::Data(data)),
+        }
+    }
+
+    /// Hand a caller-framed piece to the connection task, counted against the budget.
+    fn queue_piece(&mut self, piece: Piece) -> Result<(), RespondError> {
+        if piece.as_slice().is_empty() {
+            return Ok(());
+        }
+        match self.reserve(piece.as_slice())? {
+            Some(spilled) => self.send(Reply::Spilled {
+                raw: true,
+                piece: spilled,
+            }),
+            None => self.send(Reply::Raw(piece)),
+        }
+    }
+
+    /// Count `data` as pending (rule 3); past `outbuf_overflow` it is written to the spill
+    /// file, and where it went there is returned.
+    fn reserve(&mut self, data: &[u8]) -> Result<Option<Spilled>, RespondError> {
         let Some(placement) = self.budget.reserve(data.len()) else {
-            return self.gone();
+            self.gone()?;
+            return Ok(None);
         };
-        let spilled = match placement {
+        Ok(match placement {
             Placement::Memory => None,
             // A failed spill (disk full) keeps the bytes in memory rather than lose them.
-            Placement::Spill => self.spill.append(&data, self.budget.high_watermark()).ok(),
-        };
-        self.send(match (spilled, raw) {
-            (Some(piece), raw) => Reply::Spilled { raw, piece },
-            (None, true) => Reply::Raw(data),
-            (None, false) => Reply::Data(data),
+            Placement::Spill => self.spill.append(data, self.budget.high_watermark()).ok(),
         })
     }
 
@@ -329,6 +380,42 @@ impl Responder {
         }
         // The socket took what it could: the rest goes to the connection task.
         self.queue_bytes(true, after(parts, done).concat())
+    }
+
+    /// `write_raw_parts` of `before`, the lent bytes and `after`: what the socket does not
+    /// take at once keeps the lent bytes where they are (no copy) until written. Returns
+    /// them when nothing kept them, for the caller to drop where it likes.
+    pub fn write_raw_lent(
+        &mut self,
+        before: &[u8],
+        lent: Lent,
+        after_lent: &[u8],
+    ) -> Result<Option<Lent>, RespondError> {
+        self.started = true;
+        if self.tx.is_none() {
+            return Err(RespondError::Disconnected);
+        }
+        let body_len = (*lent).as_ref().len();
+        let total = before.len() + body_len + after_lent.len();
+        let done = self.write_direct(&[before, (*lent).as_ref(), after_lent], total)?;
+        if done == total {
+            return Ok(Some(lent));
+        }
+        if let Some(rest) = before.get(done..) {
+            self.queue_bytes(true, rest.to_vec())?;
+        }
+        let start = done.saturating_sub(before.len());
+        let kept = if start < body_len {
+            self.queue_piece(Piece::Lent { bytes: lent, start })?;
+            None
+        } else {
+            Some(lent)
+        };
+        let done_after = done.saturating_sub(before.len() + body_len);
+        if let Some(rest) = after_lent.get(done_after..) {
+            self.queue_bytes(true, rest.to_vec())?;
+        }
+        Ok(kept)
     }
 
     /// Send `len` bytes of the regular file `file` from `offset`, as they are (the caller

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use waitress_http::Limits;
 
-pub use handler::{Handler, Peer, Request, RequestBody, RespondError, Responder};
+pub use handler::{Handler, Lent, Peer, Request, RequestBody, RespondError, Responder};
 
 /// Severity of a log record (the Python `logging` level names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
