@@ -276,3 +276,27 @@ def _dechunk(body: bytes) -> bytes:
         out += body[:size]
         assert body[size : size + 2] == b"\r\n"
         body = body[size + 2 :]
+
+
+BIG_OBJECT = bytes(range(256)) * (16 * 1024)  # 4 MiB, every byte's position shows
+
+
+def _one_big_object(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Length", str(len(BIG_OBJECT)))])
+    return [BIG_OBJECT]
+
+
+def test_a_large_body_the_socket_does_not_take_at_once_arrives_whole() -> None:
+    """The part of a large bytes object the socket does not take at once waits, uncopied,
+    until the client reads (Responder::write_raw_lent): every byte arrives, in order."""
+    server = Running(_one_big_object)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.5)
+            raw = _read_response(sock)
+    finally:
+        server.stop()
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert len(body) == len(BIG_OBJECT)
+    assert body == BIG_OBJECT
