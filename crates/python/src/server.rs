@@ -30,6 +30,12 @@ use waitress_server::{Handler, Level, Listener, LogSink, Request, ServerConfig, 
 
 use crate::wsgi::{self, Helpers, Site};
 
+/// Records emitted per GIL hold. Under load a queue-depth warning comes per request and a
+/// record costs ~20 us of Python: emitted in one run, a 20 ms batch held the GIL until the
+/// interpreter's 5 ms switch interval took it away, stalling every worker. Measured (hello,
+/// 128 connections, A/B in one run): p99 31 -> 14 ms, +12% req/s.
+const EMIT_SLICE: usize = 8;
+
 /// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
 #[derive(Debug)]
 struct LogQueue {
@@ -83,7 +89,11 @@ impl LogQueue {
         // Records come in runs from one logger (a queue-depth warning per request under
         // load): look each logger up once per run.
         let mut current: Option<(&'static str, Bound<'_, PyAny>)> = None;
-        for (name, level, message) in records {
+        for (i, (name, level, message)) in records.into_iter().enumerate() {
+            if i > 0 && i % EMIT_SLICE == 0 {
+                // Let a worker waiting for the GIL run between slices.
+                py.detach(|| ());
+            }
             let logger = match current.take() {
                 Some((same, logger)) if same == name => logger,
                 _ => logging.call_method1("getLogger", (name,))?,
