@@ -93,6 +93,24 @@ impl Site {
             helpers.file_wrapper.bind(py),
         )?;
         env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        // The keys every request sets, in the order `build_environ` sets them: a copy of
+        // the template then has room for all of them and the header keys, so building an
+        // environ never resizes the dict, and the key order is the same.
+        for key in [
+            intern!(py, "REQUEST_METHOD"),
+            intern!(py, "PATH_INFO"),
+            intern!(py, "QUERY_STRING"),
+            intern!(py, "REQUEST_URI"),
+            intern!(py, "SERVER_PROTOCOL"),
+            intern!(py, "REMOTE_ADDR"),
+            intern!(py, "REMOTE_HOST"),
+            intern!(py, "REMOTE_PORT"),
+            intern!(py, "wsgi.input"),
+            intern!(py, "wsgi.errors"),
+            intern!(py, "waitress.client_disconnected"),
+        ] {
+            env.set_item(key, py.None())?;
+        }
         let _ = self.template.set(env.clone().unbind());
         Ok(env)
     }
@@ -313,15 +331,27 @@ pub struct Call {
     chunked: bool,
 }
 
-/// Python's `str.lower()`; ASCII names (all real ones) need no allocation.
-fn python_lower(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.is_ascii() {
-        return std::borrow::Cow::Owned(name.to_lowercase());
+/// Whether `text` holds CR or LF, and whether it holds NUL (PEP 3333 forbids them in the
+/// status and headers). One pass over the bytes; the exact checks run only when a byte
+/// at or below CR is there at all (a tab is the only common one).
+fn forbidden(text: &str) -> (bool, bool) {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b <= b'\r') {
+        return (false, false);
     }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    (
+        bytes.iter().any(|&b| b == b'\r' || b == b'\n'),
+        bytes.contains(&0),
+    )
+}
+
+/// `name.lower() == lower` for a lower-case `lower`, without allocating for an ASCII name
+/// (all real ones).
+fn same_name(name: &str, lower: &str) -> bool {
+    if name.is_ascii() {
+        name.eq_ignore_ascii_case(lower)
     } else {
-        std::borrow::Cow::Borrowed(name)
+        name.to_lowercase() == lower
     }
 }
 
@@ -465,25 +495,33 @@ impl Call {
                     .extract()?,
             ));
         }
-        let canonical = name.split('-').all(|part| {
-            let mut bytes = part.bytes();
-            bytes.next().is_none_or(|b| !b.is_ascii_lowercase())
-                && bytes.all(|b| !b.is_ascii_uppercase())
+        // One pass: the first letter of each `-`-separated part upper case, the rest lower.
+        let mut start = true;
+        let canonical = name.bytes().all(|b| {
+            let fits = if start {
+                !b.is_ascii_lowercase()
+            } else {
+                !b.is_ascii_uppercase()
+            };
+            start = b == b'-';
+            fits
         });
         if canonical {
             return Ok(Cow::Borrowed(name));
         }
-        let mut out = String::with_capacity(name.len());
-        for (n, part) in name.split('-').enumerate() {
-            if n > 0 {
-                out.push('-');
-            }
-            let mut chars = part.chars();
-            if let Some(first) = chars.next() {
-                out.push(first.to_ascii_uppercase());
-                out.extend(chars.map(|c| c.to_ascii_lowercase()));
-            }
-        }
+        let mut start = true;
+        let out: String = name
+            .bytes()
+            .map(|b| {
+                let c = if start {
+                    b.to_ascii_uppercase()
+                } else {
+                    b.to_ascii_lowercase()
+                };
+                start = b == b'-';
+                char::from(c)
+            })
+            .collect();
         Ok(Cow::Owned(out))
     }
 
@@ -754,12 +792,13 @@ impl Call {
             )));
         };
         let status_text = status_text.to_str()?.to_owned();
-        if status_text.contains(['\r', '\n']) {
+        let (crlf, nul) = forbidden(&status_text);
+        if crlf {
             return Err(PyValueError::new_err(
                 "carriage return/line feed character present in status",
             ));
         }
-        if status_text.contains('\0') {
+        if nul {
             return Err(PyValueError::new_err("NUL character present in status"));
         }
         let helpers = Arc::clone(&slf.borrow().helpers);
@@ -784,26 +823,27 @@ impl Call {
             };
             let name_text = name_text.to_str()?;
             let value_text = value_text.to_str()?;
-            if value_text.contains(['\r', '\n']) {
+            let (value_crlf, value_nul) = forbidden(value_text);
+            if value_crlf {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header value",
                 ));
             }
-            if name_text.contains(['\r', '\n']) {
+            let (name_crlf, name_nul) = forbidden(name_text);
+            if name_crlf {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header name",
                 ));
             }
-            if name_text.contains('\0') || value_text.contains('\0') {
+            if name_nul || value_nul {
                 return Err(PyValueError::new_err("NUL character present in header"));
             }
-            let lowered = python_lower(name_text);
-            if lowered == "content-length" {
+            if same_name(name_text, "content-length") {
                 let parsed = py
                     .get_type::<pyo3::types::PyInt>()
                     .call1((value.clone(),))?;
                 content_length = Some(parsed.extract::<i64>()?);
-            } else if helpers.hop_by_hop.iter().any(|hop| *hop == lowered) {
+            } else if helpers.hop_by_hop.iter().any(|hop| same_name(name_text, hop)) {
                 return Err(PyAssertionError::new_err(format!(
                     "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
                      application (see PEP 3333)"
@@ -904,27 +944,30 @@ fn build_environ<'py>(
     env.set_item(intern!(py, "waitress.client_disconnected"), check)?;
     // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
     // dropped (the body is already decoded).
-    let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(head.headers().len());
+    let mut fields: Vec<(String, Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
     for (name, value) in head.headers() {
-        let key: String = name
+        // Field names are tokens (checked by the parser), so ASCII.
+        let key: Vec<u8> = name
             .iter()
             .map(|&b| match b {
-                b'-' => '_',
-                _ => char::from(b.to_ascii_uppercase()),
+                b'-' => b'_',
+                _ => b.to_ascii_uppercase(),
             })
             .collect();
+        let key = String::from_utf8(key).unwrap_or_default();
         if key == "TRANSFER_ENCODING" || (site.drop_proxy_headers && is_proxy_header(&key)) {
             continue;
         }
         if let Some((_, joined)) = fields.iter_mut().find(|(k, _)| *k == key) {
+            let joined = joined.to_mut();
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value);
         } else {
-            fields.push((key, value.to_vec()));
+            fields.push((key, Cow::Borrowed(value)));
         }
     }
     if matches!(head.body(), BodyKind::Chunked) {
-        let length = body_len.to_string().into_bytes();
+        let length = Cow::Owned(body_len.to_string().into_bytes());
         match fields.iter_mut().find(|(k, _)| k == "CONTENT_LENGTH") {
             Some((_, value)) => *value = length,
             None => fields.push(("CONTENT_LENGTH".to_owned(), length)),
