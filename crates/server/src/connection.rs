@@ -186,7 +186,24 @@ macro_rules! sendfile_transport {
             }
 
             fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-                self.try_read_buf(buf)
+                // A read that leaves the socket empty (fewer bytes than there was room for)
+                // clears the read readiness at once, as a `WouldBlock` would: the next wait
+                // sleeps until new bytes (or EOF) come, instead of costing a read that finds
+                // none (a `recvfrom` per request). tokio clears only if no newer event came.
+                let room = buf.capacity() - buf.len();
+                let mut short = None;
+                let read = self.try_io(Interest::READABLE, || {
+                    let n = self.try_read_buf(buf)?;
+                    if n > 0 && n < room {
+                        short = Some(n);
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+                match short {
+                    Some(n) => Ok(n),
+                    None => read,
+                }
             }
         }
     };
