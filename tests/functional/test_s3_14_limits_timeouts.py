@@ -86,6 +86,26 @@ def test_channel_timeout_closes_an_idle_connection() -> None:
         server.stop()
 
 
+def test_channel_timeout_counts_from_the_last_request_not_the_first() -> None:
+    """SPEC D8: the idle timeout restarts with every request. The connection's one read
+    timer still holds the first request's deadline when a later request comes; it may fire
+    there, but must not close a connection that was busy since."""
+    server = Running(channel_timeout=2)
+    try:
+        with server.connect() as sock:
+            started = time.monotonic()
+            for at in (0.0, 1.4, 2.8):  # 2.8 s is past the first request's deadline
+                time.sleep(max(0.0, started + at - time.monotonic()))
+                sock.sendall(b"GET /echo HTTP/1.1\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK"), at
+            last = time.monotonic()
+            assert sock.recv(65536) == b"", "closed without a response"
+            waited = time.monotonic() - last
+        assert 1.0 < waited < 4.0, waited
+    finally:
+        server.stop()
+
+
 def test_soft_open_file_limit_is_raised_to_the_hard_limit(running: Running) -> None:
     import resource
 

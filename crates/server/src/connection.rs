@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 use waitress_http::conn::{Conn, Event};
 use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
@@ -335,6 +336,7 @@ async fn run<S: Transport>(
         listener,
         out: Vec::new(),
         date: DateCache::new(),
+        timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
     };
     if let Err(err) = session.serve().await {
         if shared.config.log_socket_errors && !is_disconnect(&err) {
@@ -421,6 +423,9 @@ struct Session<'a, S> {
     listener: usize,
     out: Vec<u8>,
     date: DateCache,
+    /// The connection's one read timer, moved only when a wait needs an earlier deadline
+    /// (`read_until`): a request costs no timer registration (and no driver wake-up).
+    timer: Pin<Box<Sleep>>,
 }
 
 enum Wait {
@@ -447,11 +452,19 @@ impl<S: Transport> Session<'_, S> {
     /// (`SCRATCH`): idle connections hold none, and it is never zeroed.
     async fn read_until(&mut self, deadline: Instant, watch_stop: bool) -> io::Result<Wait> {
         let size = self.shared.config.recv_bytes.clamp(1024, 1 << 20);
+        // The timer is moved only to an earlier deadline; one left at an earlier deadline
+        // than this wait's fires early and is then moved on (deadlines move forward).
+        if self.timer.deadline() > deadline {
+            self.timer.as_mut().reset(deadline);
+        }
         loop {
+            let stream = &self.stream;
+            let timer = &mut self.timer;
             let ready = async {
-                match timeout_at(deadline, self.stream.wait_readable()).await {
-                    Ok(result) => result.map(|()| None),
-                    Err(_) => Ok(Some(Wait::TimedOut)),
+                tokio::select! {
+                    biased;
+                    result = stream.wait_readable() => result.map(|()| None),
+                    () = timer.as_mut() => Ok(Some(Wait::TimedOut)),
                 }
             };
             let waited = if watch_stop {
@@ -462,8 +475,13 @@ impl<S: Transport> Session<'_, S> {
             } else {
                 ready.await?
             };
-            if let Some(waited) = waited {
-                return Ok(waited);
+            match waited {
+                Some(Wait::TimedOut) if Instant::now() < deadline => {
+                    self.timer.as_mut().reset(deadline);
+                    continue;
+                }
+                Some(waited) => return Ok(waited),
+                None => {}
             }
             if self.read_ready(size)?.is_some() {
                 return Ok(Wait::Read);
