@@ -336,6 +336,7 @@ async fn run<S: Transport>(
         listener,
         out: Vec::new(),
         date: DateCache::new(),
+        replies: None,
         timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
     };
     if let Err(err) = session.serve().await {
@@ -423,6 +424,8 @@ struct Session<'a, S> {
     listener: usize,
     out: Vec<u8>,
     date: DateCache,
+    /// The reply channel, kept between requests (`respond`).
+    replies: Option<(mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>)>,
     /// The connection's one read timer, moved only when a wait needs an earlier deadline
     /// (`read_until`): a request costs no timer registration (and no driver wake-up).
     timer: Pin<Box<Sleep>>,
@@ -729,10 +732,10 @@ impl<S: Transport> Session<'_, S> {
     /// budget, and the flag that says the client is gone.
     fn hand_over(
         &mut self,
+        tx: &mpsc::UnboundedSender<Reply>,
         head: RequestHead,
         body: RequestBody,
-    ) -> (mpsc::UnboundedReceiver<Reply>, Arc<Budget>, Arc<AtomicBool>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (Arc<Budget>, Arc<AtomicBool>) {
         let config = &self.shared.config;
         let budget = Arc::new(Budget::new(
             config.outbuf_high_watermark,
@@ -750,19 +753,37 @@ impl<S: Transport> Session<'_, S> {
         self.shared.handler.handle(
             request,
             Responder::new(
-                tx,
+                tx.clone(),
                 Arc::clone(&budget),
                 Arc::clone(&disconnected),
                 self.shared.stop.clone(),
                 Arc::clone(&self.stream) as Arc<dyn Wire>,
             ),
         );
-        (rx, budget, disconnected)
+        (budget, disconnected)
     }
 
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
-        let (mut rx, budget, disconnected) = self.hand_over(head, body);
+        // One reply channel per connection, reused by each request (a response that ends
+        // leaves it empty): no channel allocated per request.
+        let (tx, mut rx) = self.replies.take().unwrap_or_else(mpsc::unbounded_channel);
+        let keep_alive = self.respond_on(&tx, &mut rx, head, body).await;
+        if matches!(keep_alive, Ok(true)) {
+            self.replies = Some((tx, rx));
+        }
+        keep_alive
+    }
+
+    /// `respond` with the connection's reply channel.
+    async fn respond_on(
+        &mut self,
+        tx: &mpsc::UnboundedSender<Reply>,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        head: RequestHead,
+        body: RequestBody,
+    ) -> io::Result<bool> {
+        let (budget, disconnected) = self.hand_over(tx, head, body);
         // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
         let _close = CloseOnDrop(Arc::clone(&budget));
         let mut started = false;
@@ -771,7 +792,7 @@ impl<S: Transport> Session<'_, S> {
         loop {
             let reply = match next.take() {
                 Some(reply) => Some(reply),
-                None => match self.wait_reply(&mut rx, &disconnected).await {
+                None => match self.wait_reply(rx, &disconnected).await {
                     Some(reply) => reply,
                     None => continue,
                 },
@@ -795,7 +816,7 @@ impl<S: Transport> Session<'_, S> {
                 }
                 Some(Reply::Raw(data)) => {
                     started = true;
-                    let pieces = waiting_pieces(&mut rx, data, &mut next);
+                    let pieces = waiting_pieces(rx, data, &mut next);
                     let written = self.write_pieces(&pieces).await;
                     budget.release(pieces.iter().map(|p| p.as_slice().len()).sum());
                     written
@@ -803,7 +824,7 @@ impl<S: Transport> Session<'_, S> {
                 Some(Reply::Spilled { raw: true, piece }) => {
                     started = true;
                     // Caller-framed bytes go from the spill file with sendfile(2).
-                    let len = waiting_spill(&mut rx, &piece, &mut next);
+                    let len = waiting_spill(rx, &piece, &mut next);
                     let written = self.write_file(&piece.file, piece.offset, len as u64).await;
                     budget.release(len);
                     written

@@ -16,7 +16,9 @@
 //!    released. `send_file` hands over a stretch of a regular file, sent with sendfile(2).
 //! 4. A `Responder` dropped without `finish` aborts the response: if nothing was sent the
 //!    client gets a 500, otherwise the connection is closed (a truncated body is never
-//!    followed by another response).
+//!    followed by another response). Every way a response ends sends a message, a client
+//!    found gone included: a connection's reply channel is reused by its next request, so
+//!    the channel closing is never the signal.
 //! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`) are
 //!    written to the socket by the worker itself, without waiting, when everything handed
 //!    over before has been written (the budget is drained): no copy, no hand-over and no
@@ -214,7 +216,14 @@ impl Responder {
     }
 
     fn gone(&mut self) -> Result<(), RespondError> {
-        self.tx = None;
+        if let Some(tx) = self.tx.take() {
+            // The connection is told, not left waiting: its reply channel outlives this
+            // response (it is reused for the next), so no closed channel would tell it.
+            let _ = tx.send(Reply::Abort {
+                detail: "Client disconnected".to_owned(),
+                sent: true,
+            });
+        }
         self.disconnected.store(true, Ordering::Release);
         Err(RespondError::Disconnected)
     }
