@@ -29,8 +29,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::DateCache;
 use waitress_http::request::{BodyKind, RequestHead, Version};
@@ -843,7 +843,11 @@ impl Call {
                     .get_type::<pyo3::types::PyInt>()
                     .call1((value.clone(),))?;
                 content_length = Some(parsed.extract::<i64>()?);
-            } else if helpers.hop_by_hop.iter().any(|hop| same_name(name_text, hop)) {
+            } else if helpers
+                .hop_by_hop
+                .iter()
+                .any(|hop| same_name(name_text, hop))
+            {
                 return Err(PyAssertionError::new_err(format!(
                     "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
                      application (see PEP 3333)"
@@ -1128,7 +1132,9 @@ fn write_item(
         if bytes.as_bytes().is_empty() {
             return Ok(());
         }
-        return call.borrow_mut().write_bytes(py, bytes.as_bytes(), Some(bytes));
+        return call
+            .borrow_mut()
+            .write_bytes(py, bytes.as_bytes(), Some(bytes));
     }
     if chunk.is_truthy()? {
         call.borrow_mut().write(py, chunk)?;

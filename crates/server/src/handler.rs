@@ -81,7 +81,10 @@ pub type Lent = Box<dyn AsRef<[u8]> + Send + Sync>;
 pub(crate) enum Piece {
     Owned(Vec<u8>),
     /// `bytes` from `start` on.
-    Lent { bytes: Lent, start: usize },
+    Lent {
+        bytes: Lent,
+        start: usize,
+    },
 }
 
 impl Piece {
