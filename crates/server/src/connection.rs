@@ -27,7 +27,7 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{after, Piece, Reply, Request, RequestBody, Responder, Wire};
+use crate::handler::{Piece, Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::{Level, Peer, Shared};
 
@@ -128,30 +128,20 @@ macro_rules! sendfile_transport {
         }
 
         impl Transport for $stream {
-            async fn write_all_ready(&self, mut data: &[u8]) -> io::Result<()> {
-                while !data.is_empty() {
-                    self.writable().await?;
-                    match self.try_write(data) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => data = data.get(n..).unwrap_or_default(),
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(err) => return Err(err),
-                    }
-                }
-                Ok(())
+            async fn write_all_ready(&self, data: &[u8]) -> io::Result<()> {
+                self.write_all_parts_ready(&[data]).await
             }
 
             async fn write_all_parts_ready(&self, parts: &[&[u8]]) -> io::Result<()> {
-                let total: usize = parts.iter().map(|p| p.len()).sum();
-                let mut done = 0;
-                while done < total {
+                let mut slices: Vec<io::IoSlice<'_>> =
+                    parts.iter().map(|p| io::IoSlice::new(p)).collect();
+                let mut rest = slices.as_mut_slice();
+                io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
+                while !rest.is_empty() {
                     self.writable().await?;
-                    let rest = after(parts, done);
-                    let slices: Vec<io::IoSlice<'_>> =
-                        rest.iter().map(|p| io::IoSlice::new(p)).collect();
-                    match self.try_write_vectored(&slices) {
+                    match self.try_write_vectored(rest) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => done += n,
+                        Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                         Err(err) => return Err(err),
                     }
