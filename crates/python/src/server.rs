@@ -14,11 +14,10 @@
 //! Nothing is started before `run()` (SPEC D4): a `Server` built before `os.fork()` runs
 //! in the child.
 
-use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use waitress_http::Limits;
-use waitress_server::{Handler, Level, Listener, LogSink, Request, ServerConfig, StopHandle};
+use waitress_server::{Crew, Handler, Level, Listener, LogSink, Request, ServerConfig, StopHandle};
 
 use crate::wsgi::{self, Helpers, Site};
 
@@ -110,75 +109,9 @@ impl LogQueue {
     }
 }
 
-type Job = (Request, waitress_server::Responder);
-
-/// The requests waiting for a worker. At most `connection_limit` are ever queued (one per
-/// connection), so pushing never blocks; a worker is woken only when one is waiting.
-#[derive(Default)]
-struct Jobs {
-    state: Mutex<JobsState>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct JobsState {
-    queue: VecDeque<Job>,
-    /// Workers asleep in `pop`.
-    sleeping: usize,
-    closed: bool,
-}
-
-impl Jobs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobsState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queue a job; once closed the request is refused with a 500 instead (false).
-    fn push(&self, job: Job) -> bool {
-        let mut state = self.lock();
-        if state.closed {
-            drop(state);
-            job.1.abort("The server is not accepting requests");
-            return false;
-        }
-        state.queue.push_back(job);
-        let wake = state.sleeping > 0;
-        drop(state);
-        if wake {
-            self.ready.notify_one();
-        }
-        true
-    }
-
-    /// The next job; None once closed and empty.
-    fn pop(&self) -> Option<Job> {
-        let mut state = self.lock();
-        loop {
-            if let Some(job) = state.queue.pop_front() {
-                return Some(job);
-            }
-            if state.closed {
-                return None;
-            }
-            state.sleeping += 1;
-            state = self
-                .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-            state.sleeping -= 1;
-        }
-    }
-
-    /// Wake every worker to leave once the queue is empty.
-    fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
-    }
-}
-
 /// Hands requests to the worker threads.
 struct Pool {
-    jobs: Arc<Jobs>,
+    crew: Arc<Crew>,
     threads: usize,
     /// Requests handed over and not yet taken by a worker.
     queued: Arc<AtomicUsize>,
@@ -207,16 +140,9 @@ impl Handler for Pool {
                 format!("Task queue depth is {}", queued - idle),
             );
         }
-        if !self.jobs.push((request, responder)) {
+        if !self.crew.push((request, responder)) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
         }
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // The I/O thread is done with the pool: the workers leave once the queue is empty.
-        self.jobs.close();
     }
 }
 
@@ -276,12 +202,12 @@ struct Counters {
     busy: Arc<AtomicUsize>,
 }
 
-fn worker(sites: &[Site], helpers: &Arc<Helpers>, jobs: &Jobs, counters: &Counters) {
-    // Attached for the thread's whole life and detached while waiting: one thread state
-    // per worker, not one created and destroyed per request (each costs an mmap/munmap of
-    // its frame stack).
+fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counters) {
+    // Attached for the thread's whole life and detached while waiting or driving the I/O
+    // (`Crew::next`): one thread state per worker, not one created and destroyed per
+    // request (each costs an mmap/munmap of its frame stack).
     Python::attach(|py| loop {
-        let Some((request, responder)) = py.detach(|| jobs.pop()) else {
+        let Some((request, responder)) = py.detach(|| crew.next()) else {
             return;
         };
         counters.busy.fetch_add(1, Ordering::AcqRel);
@@ -423,13 +349,13 @@ impl Server {
         }
         let stop = StopHandle::new();
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = stop.clone();
-        let jobs = Arc::new(Jobs::default());
+        let crew = Crew::new();
         let queued = Arc::new(AtomicUsize::new(0));
         let busy = Arc::new(AtomicUsize::new(0));
         let helpers = Arc::new(Helpers::load(py)?);
         let mut workers = Vec::with_capacity(self.threads);
         for n in 0..self.threads {
-            let jobs = Arc::clone(&jobs);
+            let crew = Arc::clone(&crew);
             let sites = Arc::clone(&self.sites);
             let helpers = Arc::clone(&helpers);
             let counters = Counters {
@@ -439,12 +365,12 @@ impl Server {
             workers.push(
                 thread::Builder::new()
                     .name(format!("waitress-{n}"))
-                    .spawn(move || worker(&sites, &helpers, &jobs, &counters))?,
+                    .spawn(move || worker(&sites, &helpers, &crew, &counters))?,
             );
         }
         let log = Arc::new(LogQueue::default());
         let handler = Arc::new(Pool {
-            jobs,
+            crew: Arc::clone(&crew),
             threads: self.threads,
             queued,
             busy,
@@ -458,7 +384,8 @@ impl Server {
         let io = thread::Builder::new()
             .name("waitress-io".to_owned())
             .spawn(move || {
-                let result = waitress_server::serve(listeners, config, handler, io_log, io_stop);
+                let result =
+                    waitress_server::serve(listeners, config, handler, io_log, io_stop, &crew);
                 let _ = done_tx.send(result.map_err(|err| err.to_string()));
             })?;
         let mut outcome: PyResult<()> = Ok(());

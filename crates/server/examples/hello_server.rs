@@ -1,30 +1,30 @@
 //! The "no Python" ceiling of the server benchmarks (`make bench`): [`waitress_server::serve`]
 //! with a Rust handler that answers every request with the same 13-byte `Hello, world!` the
-//! benchmark's WSGI app sends, from a pool of worker threads as the Python crate has.
+//! benchmark's WSGI app sends, from a crew of worker threads as the Python crate has.
 //!
 //! Usage: `hello_server [ADDR [THREADS [CONNECTION_LIMIT]]]`, default `127.0.0.1:8080 4 2048`.
 //! Runs until killed.
 
 use std::error::Error;
 use std::net::TcpListener;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 
 use waitress_server::{
-    serve, Handler, Level, Listener, LogSink, Request, Responder, ServerConfig, StopHandle,
+    serve, Crew, Handler, Level, Listener, LogSink, Request, Responder, ServerConfig, StopHandle,
 };
 
 const BODY: &[u8] = b"Hello, world!";
 
 /// Queues each request for the worker threads (`Handler::handle` must not block).
 struct Workers {
-    queue: mpsc::Sender<(Request, Responder)>,
+    crew: Arc<Crew>,
 }
 
 impl Handler for Workers {
     fn handle(&self, request: Request, responder: Responder) {
-        // A send fails only once every worker is gone; the dropped responder then answers 500.
-        let _ = self.queue.send((request, responder));
+        // Refused (a 500) only once the crew is closed.
+        self.crew.push((request, responder));
     }
 }
 
@@ -45,15 +45,8 @@ fn answer(mut responder: Responder) {
     }
 }
 
-fn work(jobs: &Mutex<mpsc::Receiver<(Request, Responder)>>) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        let Ok((_request, responder)) = job else {
-            return;
-        };
+fn work(crew: &Crew) {
+    while let Some((_request, responder)) = crew.next() {
         answer(responder);
     }
 }
@@ -64,11 +57,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let threads: usize = args.next().map_or(Ok(4), |n| n.parse())?;
     let connection_limit: usize = args.next().map_or(Ok(2048), |n| n.parse())?;
 
-    let (queue, jobs) = mpsc::channel();
-    let jobs = Arc::new(Mutex::new(jobs));
+    let crew = Crew::new();
     for _ in 0..threads.max(1) {
-        let jobs = Arc::clone(&jobs);
-        thread::spawn(move || work(&jobs));
+        let crew = Arc::clone(&crew);
+        thread::spawn(move || work(&crew));
     }
     let listener = TcpListener::bind(&addr)?;
     let config = ServerConfig {
@@ -78,9 +70,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     serve(
         vec![Listener::Tcp(listener)],
         config,
-        Arc::new(Workers { queue }),
+        Arc::new(Workers {
+            crew: Arc::clone(&crew),
+        }),
         Arc::new(Quiet),
         StopHandle::new(),
+        &crew,
     )?;
     Ok(())
 }

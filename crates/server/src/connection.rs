@@ -758,6 +758,8 @@ impl<S: Transport> Session<'_, S> {
         // One reply channel per connection, reused by each request (a response that ends
         // leaves it empty): no channel allocated per request.
         let (tx, mut rx) = self.replies.take().unwrap_or_else(mpsc::unbounded_channel);
+        // While a worker drives the I/O, requests are handed over one at a time (crew.rs).
+        self.shared.crew.turn().await;
         let keep_alive = self.respond_on(&tx, &mut rx, head, body).await;
         if matches!(keep_alive, Ok(true)) {
             self.replies = Some((tx, rx));

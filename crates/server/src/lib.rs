@@ -11,6 +11,7 @@
 //! 4. `connection_limit` bounds open connections: accepting pauses at the limit (SPEC D6).
 
 mod connection;
+mod crew;
 pub mod handler;
 mod outbuf;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use waitress_http::Limits;
 
+pub use crew::{Crew, Job};
 pub use handler::{Handler, Lent, Peer, Request, RequestBody, RespondError, Responder};
 
 /// Severity of a log record (the Python `logging` level names).
@@ -189,6 +191,7 @@ impl StopHandle {
 struct Shared {
     config: ServerConfig,
     handler: Arc<dyn Handler>,
+    crew: Arc<Crew>,
     log: Arc<dyn LogSink>,
     stop: StopHandle,
     active: AtomicUsize,
@@ -196,71 +199,97 @@ struct Shared {
     limit_logged: AtomicBool,
 }
 
-/// Serve `listeners` until `stop` says so. Blocks the calling thread (rule 1).
+/// Serve `listeners` until `stop` says so. Blocks the calling thread (rule 1), which is the
+/// crew's stand-by (crew.rs): the workers that call [`Crew::next`] drive the I/O when they
+/// are free; with none, the calling thread does all of it.
 pub fn serve(
     listeners: Vec<Listener>,
     config: ServerConfig,
     handler: Arc<dyn Handler>,
     log: Arc<dyn LogSink>,
     stop: StopHandle,
+    crew: &Arc<Crew>,
 ) -> Result<(), ServerError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    );
     let slots = Arc::new(Semaphore::new(config.connection_limit.max(1)));
     let shared = Arc::new(Shared {
         config,
         handler,
+        crew: Arc::clone(crew),
         log,
         stop,
         active: AtomicUsize::new(0),
         idle: Notify::new(),
         limit_logged: AtomicBool::new(false),
     });
-    runtime.block_on(async move {
-        let mut accepting = Vec::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let shared = Arc::clone(&shared);
-            let slots = Arc::clone(&slots);
-            match listener {
-                Listener::Tcp(listener) => {
-                    listener.set_nonblocking(true)?;
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    accepting.push(tokio::spawn(connection::accept_tcp(
-                        listener, index, shared, slots,
-                    )));
-                }
-                Listener::Unix(listener) => {
-                    listener.set_nonblocking(true)?;
-                    let listener = tokio::net::UnixListener::from_std(listener)?;
-                    accepting.push(tokio::spawn(connection::accept_unix(
-                        listener, index, shared, slots,
-                    )));
-                }
-            }
-        }
-        shared.stop.stopped().await;
-        for task in &accepting {
-            task.abort();
-        }
-        // Let in-flight requests finish, up to shutdown_timeout (SPEC D7).
-        let drained = async {
-            while shared.active.load(Ordering::Acquire) > 0 {
-                let idle = shared.idle.notified();
-                if shared.active.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                idle.await;
-            }
-        };
-        tokio::select! {
-            () = drained => {}
-            () = shared.stop.stopped_now() => {}
-            () = tokio::time::sleep(shared.config.shutdown_timeout) => {}
-        }
-        Ok::<(), ServerError>(())
-    })?;
+    let main = {
+        let crew = Arc::clone(crew);
+        runtime.spawn(async move {
+            let served = serve_until_stopped(listeners, shared, slots).await;
+            crew.finish();
+            served
+        })
+    };
+    crew.stand_by(&runtime);
+    // No worker drives the runtime once the crew is closed; the main task has ended.
+    drop(crew.close());
+    let served = runtime.block_on(main);
     // Dropping the runtime cancels whatever connection task is left.
     drop(runtime);
+    served.map_err(|err| ServerError {
+        io: io::Error::other(err),
+    })?
+}
+
+/// Accept on `listeners` until a stop, then let in-flight requests finish.
+async fn serve_until_stopped(
+    listeners: Vec<Listener>,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+) -> Result<(), ServerError> {
+    let mut accepting = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let slots = Arc::clone(&slots);
+        match listener {
+            Listener::Tcp(listener) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                accepting.push(tokio::spawn(connection::accept_tcp(
+                    listener, index, shared, slots,
+                )));
+            }
+            Listener::Unix(listener) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::UnixListener::from_std(listener)?;
+                accepting.push(tokio::spawn(connection::accept_unix(
+                    listener, index, shared, slots,
+                )));
+            }
+        }
+    }
+    shared.stop.stopped().await;
+    for task in &accepting {
+        task.abort();
+    }
+    // Let in-flight requests finish, up to shutdown_timeout (SPEC D7).
+    let drained = async {
+        while shared.active.load(Ordering::Acquire) > 0 {
+            let idle = shared.idle.notified();
+            if shared.active.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+    };
+    tokio::select! {
+        () = drained => {}
+        () = shared.stop.stopped_now() => {}
+        () = tokio::time::sleep(shared.config.shutdown_timeout) => {}
+    }
     Ok(())
 }

@@ -11,12 +11,12 @@
 use std::io::{Read, Seek, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use waitress_server::{
-    serve, Handler, Level, Listener, LogSink, Request, RequestBody, Responder, ServerConfig,
+    serve, Crew, Handler, Level, Listener, LogSink, Request, RequestBody, Responder, ServerConfig,
     StopHandle,
 };
 
@@ -35,7 +35,7 @@ fn file_bytes() -> Vec<u8> {
 }
 
 struct Workers {
-    queue: Mutex<mpsc::Sender<(Request, Responder)>>,
+    crew: Arc<Crew>,
 }
 
 fn answer(request: Request, mut responder: Responder) {
@@ -137,11 +137,7 @@ fn open_spill_files() -> usize {
 
 impl Handler for Workers {
     fn handle(&self, request: Request, responder: Responder) {
-        self.queue
-            .lock()
-            .unwrap()
-            .send((request, responder))
-            .unwrap();
+        self.crew.push((request, responder));
     }
 }
 
@@ -157,16 +153,13 @@ struct Running {
 }
 
 fn start(config: ServerConfig) -> Running {
-    let (tx, rx) = mpsc::channel::<(Request, Responder)>();
-    let rx = Arc::new(Mutex::new(rx));
+    let crew = Crew::new();
     for _ in 0..4 {
-        let rx = Arc::clone(&rx);
-        thread::spawn(move || loop {
-            let job = rx.lock().unwrap().recv();
-            let Ok((request, responder)) = job else {
-                return;
-            };
-            answer(request, responder);
+        let crew = Arc::clone(&crew);
+        thread::spawn(move || {
+            while let Some((request, responder)) = crew.next() {
+                answer(request, responder);
+            }
         });
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -176,7 +169,7 @@ fn start(config: ServerConfig) -> Running {
     let handle = stop.clone();
     thread::spawn(move || {
         let handler = Arc::new(Workers {
-            queue: Mutex::new(tx),
+            crew: Arc::clone(&crew),
         });
         serve(
             vec![Listener::Tcp(listener)],
@@ -184,6 +177,7 @@ fn start(config: ServerConfig) -> Running {
             handler,
             Arc::new(Quiet),
             handle,
+            &crew,
         )
         .unwrap();
         done_tx.send(()).unwrap();

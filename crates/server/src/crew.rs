@@ -1,0 +1,396 @@
+//! The worker threads and the I/O: whoever is free drives it (leader/followers).
+//!
+//! A request costs least when the thread that reads it also runs it and writes its answer:
+//! no hand-over to another thread and no wake-up of one (docs/design.md "Thread model").
+//! So the worker threads take turns at driving the server's one tokio runtime:
+//!
+//! 1. An idle worker with no queued request **leads**: it drives the runtime (accepts,
+//!    reads, parses, timeouts, writes) until a connection hands over a complete request,
+//!    then leaves the runtime and runs that request itself. Leaving makes the lead
+//!    **vacant**; the worker takes it again when it is done, unless someone else has it.
+//! 2. While a worker leads, a connection hands over its request only when the leader has
+//!    none waiting (`turn`); the others wait their turn in their connections, in order, and
+//!    the leader lets the next one through each time it comes back. A burst is so served by
+//!    one thread in turn (with the GIL, one thread at a time runs Python anyway) and is not
+//!    a queue of requests waiting for a thread: the queue-depth warning (SPEC §3.15) stays
+//!    for requests that wait because every worker is busy. A worker that finishes takes a
+//!    queued request before it leads again.
+//! 3. The **stand-by** (the thread that called `serve`) never runs a request. It checks
+//!    every `WATCH` whether the lead stayed vacant, or the front of the queue stayed the
+//!    same, since its last check: a request that takes longer than that must not hold
+//!    anyone else's. It then wakes an idle worker, to lead or to take the waiting request;
+//!    with no worker idle it leads itself, so accepts, timeouts and output never wait for
+//!    an application. It hands the lead back as soon as a worker is idle.
+//! 4. The stand-by sleeps without a timeout once nothing changed for `QUIET_CHECKS` checks;
+//!    the next vacancy wakes it. An idle server makes no wake-ups.
+//!
+//! With no workers at all (a Rust handler with its own threads) the stand-by leads for the
+//! whole run: the one-I/O-thread model.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use crate::handler::{Request, Responder};
+
+/// A complete request and the responder for its answer.
+pub type Job = (Request, Responder);
+
+/// How long a vacant lead or a waiting request may go unnoticed (module rule 3).
+const WATCH: Duration = Duration::from_millis(1);
+
+/// Checks with nothing changed before the stand-by sleeps until woken (module rule 4).
+const QUIET_CHECKS: u32 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lead {
+    Vacant,
+    Worker,
+    Standby,
+}
+
+struct State {
+    /// Queued requests, each with its sequence number (for the stand-by's check).
+    queue: VecDeque<(u64, Job)>,
+    pushed: u64,
+    lead: Lead,
+    /// Counts the times the lead became vacant.
+    vacated: u64,
+    /// Workers waiting in `next` for a request or the lead.
+    idle: usize,
+    /// A worker found the stand-by leading and waits for the lead.
+    lead_wanted: bool,
+    /// The leading worker's wait for a request, woken by `push`.
+    leader_waker: Option<Waker>,
+    /// The leading stand-by's wait for an idle worker or the end.
+    standby_waker: Option<Waker>,
+    /// Connections waiting for their turn to hand over a request (`turn`), in ticket order.
+    waiting: VecDeque<(u64, Waker)>,
+    /// Tickets given out, and the highest let through.
+    tickets: u64,
+    admitted: u64,
+    /// The stand-by sleeps until woken (module rule 4).
+    standby_asleep: bool,
+    runtime: Option<Arc<Runtime>>,
+    phase: Phase,
+}
+
+/// Where the run is; each phase includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// The server's main task ended: the stand-by stops.
+    Finished,
+    /// No more requests are taken.
+    Closed,
+}
+
+/// The worker threads' shared queue and turn at the I/O (module header).
+pub struct Crew {
+    state: Mutex<State>,
+    /// Idle workers wait here.
+    workers: Condvar,
+    /// The stand-by waits here between checks.
+    standby: Condvar,
+}
+
+impl std::fmt::Debug for Crew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Crew")
+    }
+}
+
+impl Default for Crew {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                pushed: 0,
+                lead: Lead::Vacant,
+                vacated: 0,
+                idle: 0,
+                lead_wanted: false,
+                leader_waker: None,
+                standby_waker: None,
+                waiting: VecDeque::new(),
+                tickets: 0,
+                admitted: 0,
+                standby_asleep: false,
+                runtime: None,
+                phase: Phase::Serving,
+            }),
+            workers: Condvar::new(),
+            standby: Condvar::new(),
+        }
+    }
+}
+
+impl Crew {
+    /// A crew for one run of [`crate::serve`].
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue a request for a worker (called by the `Handler`, on the thread leading). Once
+    /// the crew is closed the request is refused with a 500 instead (false).
+    pub fn push(&self, job: Job) -> bool {
+        let mut state = self.lock();
+        if state.phase == Phase::Closed {
+            drop(state);
+            job.1.abort("The server is not accepting requests");
+            return false;
+        }
+        state.pushed += 1;
+        let seq = state.pushed;
+        state.queue.push_back((seq, job));
+        match state.lead {
+            // The leader leaves the runtime and runs it (module rule 1).
+            Lead::Worker => {
+                if let Some(waker) = state.leader_waker.take() {
+                    drop(state);
+                    waker.wake();
+                }
+            }
+            // The stand-by never runs requests: an idle worker takes it.
+            Lead::Standby | Lead::Vacant => {
+                let wake = state.idle > 0;
+                drop(state);
+                if wake {
+                    self.workers.notify_one();
+                }
+            }
+        }
+        true
+    }
+
+    /// A worker's next request: the first queued, or the first one found while leading.
+    /// Blocks; None once the crew is closed and nothing is queued.
+    pub fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some((_, job)) = state.queue.pop_front() {
+                return Some(job);
+            }
+            if state.phase == Phase::Closed {
+                return None;
+            }
+            match (state.lead, state.runtime.clone()) {
+                (Lead::Vacant, Some(runtime)) => {
+                    state.lead = Lead::Worker;
+                    drop(state);
+                    // The runtime is let go before the lock is taken again: the last
+                    // handle to it may be this one (`close`).
+                    let job = runtime.block_on(self.until_request());
+                    drop(runtime);
+                    state = self.lock();
+                    self.vacate(&mut state);
+                    if let Some(job) = job {
+                        return Some(job);
+                    }
+                }
+                (Lead::Standby, _) => {
+                    if !state.lead_wanted {
+                        state.lead_wanted = true;
+                        if let Some(waker) = state.standby_waker.take() {
+                            waker.wake();
+                        }
+                    }
+                    state = self.wait_idle(state);
+                }
+                _ => state = self.wait_idle(state),
+            }
+        }
+    }
+
+    fn wait_idle<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.idle += 1;
+        let mut state = self
+            .workers
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.idle -= 1;
+        state
+    }
+
+    fn vacate(&self, state: &mut State) {
+        state.lead = Lead::Vacant;
+        state.vacated += 1;
+        if state.standby_asleep {
+            state.standby_asleep = false;
+            self.standby.notify_one();
+        }
+    }
+
+    /// The leading worker's wait: until a request is queued (taken) or the crew closes.
+    /// The next connection waiting its turn is let through (module rule 2).
+    async fn until_request(&self) -> Option<Job> {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if let Some((_, job)) = state.queue.pop_front() {
+                return Poll::Ready(Some(job));
+            }
+            if state.phase == Phase::Closed {
+                return Poll::Ready(None);
+            }
+            state.leader_waker = Some(cx.waker().clone());
+            if let Some((ticket, waker)) = state.waiting.pop_front() {
+                state.admitted = ticket;
+                drop(state);
+                waker.wake();
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Let every connection waiting its turn through (the stand-by leads: requests queue).
+    fn admit_all(state: &mut State) {
+        state.admitted = state.tickets;
+        for (_, waker) in state.waiting.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// A connection's wait before it hands over a request (module rule 2): at once unless
+    /// a worker leads and already has a request, or others wait before it.
+    pub(crate) async fn turn(&self) {
+        let mut ticket = None;
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.lead != Lead::Worker {
+                return Poll::Ready(());
+            }
+            match ticket {
+                // Not let through yet (a spurious poll): keep the place.
+                Some(mine) if mine > state.admitted => return Poll::Pending,
+                Some(_) => {
+                    if state.queue.is_empty() {
+                        return Poll::Ready(());
+                    }
+                }
+                None => {
+                    if state.queue.is_empty() && state.waiting.is_empty() {
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            state.tickets += 1;
+            let mine = state.tickets;
+            state.waiting.push_back((mine, cx.waker().clone()));
+            ticket = Some(mine);
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// The leading stand-by's wait: until a worker is idle and wants the lead, or the crew
+    /// closes.
+    async fn until_worker_idle(&self) {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            Self::admit_all(&mut state);
+            if state.lead_wanted || state.phase >= Phase::Finished {
+                return Poll::Ready(());
+            }
+            state.standby_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// The stand-by's part (module rules 3, 4), run by the thread that called `serve`
+    /// until `finish`.
+    pub(crate) fn stand_by(&self, runtime: &Arc<Runtime>) {
+        let mut state = self.lock();
+        state.runtime = Some(Arc::clone(runtime));
+        self.workers.notify_all();
+        let mut seen_vacated = None;
+        let mut seen_front = None;
+        let mut quiet = 0;
+        while state.phase == Phase::Serving {
+            let front = state.queue.front().map(|(seq, _)| *seq);
+            let stuck_lead = state.lead == Lead::Vacant && seen_vacated == Some(state.vacated);
+            let stuck_queue = front.is_some() && front == seen_front;
+            if stuck_lead && state.idle == 0 {
+                state.lead = Lead::Standby;
+                drop(state);
+                runtime.block_on(self.until_worker_idle());
+                state = self.lock();
+                state.lead_wanted = false;
+                state.standby_waker = None;
+                self.vacate(&mut state);
+                state.standby_asleep = false;
+                self.workers.notify_all();
+                seen_vacated = None;
+                continue;
+            }
+            if stuck_lead || stuck_queue {
+                // An idle worker leads, or takes the request that waited.
+                let wanted = if stuck_queue { state.queue.len() } else { 1 };
+                for _ in 0..wanted.min(state.idle) {
+                    self.workers.notify_one();
+                }
+            }
+            let changed = seen_vacated != Some(state.vacated) || seen_front != front;
+            quiet = if changed { 0 } else { quiet + 1 };
+            seen_vacated = Some(state.vacated);
+            seen_front = front;
+            if quiet >= QUIET_CHECKS && state.lead != Lead::Vacant && front.is_none() {
+                state.standby_asleep = true;
+                while state.standby_asleep && state.phase == Phase::Serving {
+                    state = self
+                        .standby
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                quiet = 0;
+            } else {
+                state = self
+                    .standby
+                    .wait_timeout(state, WATCH)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        drop(state);
+    }
+
+    /// The server is done: the stand-by returns from `stand_by`.
+    pub(crate) fn finish(&self) {
+        let mut state = self.lock();
+        state.phase = state.phase.max(Phase::Finished);
+        state.standby_asleep = false;
+        if let Some(waker) = state.standby_waker.take() {
+            waker.wake();
+        }
+        drop(state);
+        self.standby.notify_all();
+    }
+
+    /// No more requests: workers leave once the queue is empty. Waits until no worker
+    /// drives the runtime, then gives it back (for the caller to drop).
+    pub fn close(&self) -> Option<Arc<Runtime>> {
+        let mut state = self.lock();
+        state.phase = Phase::Closed;
+        if let Some(waker) = state.leader_waker.take() {
+            waker.wake();
+        }
+        self.workers.notify_all();
+        while state.lead == Lead::Worker {
+            state = self
+                .standby
+                .wait_timeout(state, WATCH)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state.runtime.take()
+    }
+}
