@@ -204,41 +204,46 @@ struct Counters {
 
 fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counters) {
     // Attached for the thread's whole life and detached while waiting or driving the I/O
-    // (`Crew::next`): one thread state per worker, not one created and destroyed per
+    // (`Crew::next_after`): one thread state per worker, not one created and destroyed per
     // request (each costs an mmap/munmap of its frame stack).
-    Python::attach(|py| loop {
-        let Some((request, responder)) = py.detach(|| crew.next()) else {
-            return;
-        };
-        counters.busy.fetch_add(1, Ordering::AcqRel);
-        counters.queued.fetch_sub(1, Ordering::AcqRel);
-        let Some(site) = sites.get(request.listener).or_else(|| sites.first()) else {
-            responder.abort("no application for this listener");
+    Python::attach(|py| {
+        let mut ended = None;
+        loop {
+            // The response just run is ended as this worker turns to the next (inside the
+            // runtime when it leads: no driver wake-up), without the GIL: a simple request
+            // costs one release and one acquire of it. A large last piece is written to
+            // the socket there.
+            let ending = ended.take();
+            let Some((request, responder)) = py.detach(|| crew.next_after(|| end(ending))) else {
+                return;
+            };
+            counters.busy.fetch_add(1, Ordering::AcqRel);
+            counters.queued.fetch_sub(1, Ordering::AcqRel);
+            let Some(site) = sites.get(request.listener).or_else(|| sites.first()) else {
+                responder.abort("no application for this listener");
+                counters.busy.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            };
+            ended = wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
+                err.write_unraisable(py, None);
+                None
+            });
+            // Idle before the response completes: the client's next request must not find
+            // this worker counted busy (a false "Task queue depth" warning).
             counters.busy.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        };
-        let ended = wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
-            err.write_unraisable(py, None);
-            None
-        });
-        // Idle before the response completes: the client's next request must not find this
-        // worker counted busy (a false "Task queue depth" warning).
-        counters.busy.fetch_sub(1, Ordering::AcqRel);
-        // Ending a small response never blocks (a send to the connection): done with the
-        // GIL held, so a simple request costs one release and one acquire of it, in `pop`
-        // above. A large last piece is written to the socket here, without the GIL.
-        match ended {
-            Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
-                let _ = if responder.may_block(last.len()) {
-                    py.detach(|| responder.finish_raw(last, keep_alive))
-                } else {
-                    responder.finish_raw(last, keep_alive)
-                };
-            }
-            Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
-            None => {}
         }
     });
+}
+
+/// Send the end of a response `wsgi::serve` ran.
+fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) {
+    match ended {
+        Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
+            let _ = responder.finish_raw(last, keep_alive);
+        }
+        Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
+        None => {}
+    }
 }
 
 /// How often the serving thread wakes to emit log records and run signal handlers.
