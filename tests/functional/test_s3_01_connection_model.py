@@ -106,3 +106,28 @@ def test_a_burst_one_free_worker_serves_in_turn_is_not_a_queue() -> None:
             proc.stderr.close()
     assert statuses == [b"HTTP/1.1 200 OK\r\n"] * (8 * per_client)
     assert log.count("Task queue depth") <= 8 * per_client // 100, log[-2000:]
+
+
+def test_sleeping_requests_run_in_parallel_on_every_worker() -> None:
+    """crew.rs rule 3: a request that runs longer than the stand-by's 1 ms check does not
+    hold the others; each idle worker is woken in turn, so four requests sleeping 0.6 s on
+    four workers finish together, not one after another (2.4 s)."""
+    server = Running(threads=4)
+    try:
+        done: list[float] = []
+        started = time.monotonic()
+
+        def client() -> None:
+            response = server.exchange(b"GET /sleep?0.6 HTTP/1.0\r\n\r\n")
+            assert response.startswith(b"HTTP/1.0 200 OK")
+            done.append(time.monotonic() - started)
+
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(10)
+    finally:
+        server.stop()
+    assert len(done) == 4
+    assert max(done) < 1.5, done
