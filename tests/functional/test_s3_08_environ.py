@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 
 import pytest
 
-from tests.functional.serving import Running, body_of
+from tests.functional.serving import Running, body_of, read_all
 
 
 def test_environ_keys_and_values(running: Running) -> None:
@@ -82,3 +83,22 @@ def test_untrusted_proxy_headers_are_logged_and_dropped_with_log_untrusted(
         env = _environ_with_proxy_fields(log_untrusted_proxy_headers=True)
     assert not PROXY_KEYS & env.keys()
     assert any("Removed untrusted headers" in r.getMessage() for r in caplog.records)
+
+
+def test_remote_addr_and_port_are_each_requests_own_peer() -> None:
+    """REMOTE_ADDR/REMOTE_HOST/REMOTE_PORT are the client's address and port, from two
+    source addresses in turn on one worker (the last address is reused, not re-formatted,
+    when it repeats): never the previous peer's."""
+    server = Running(threads=1)
+    try:
+        for source in ["127.0.0.2", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1"]:
+            with socket.create_connection(
+                ("127.0.0.1", server.port), source_address=(source, 0)
+            ) as sock:
+                sock.settimeout(10)
+                sock.sendall(b"GET /env HTTP/1.0\r\n\r\n")
+                env = json.loads(body_of(read_all(sock)))
+                assert env["REMOTE_ADDR"] == env["REMOTE_HOST"] == source
+                assert env["REMOTE_PORT"] == str(sock.getsockname()[1])
+    finally:
+        server.stop()

@@ -930,10 +930,12 @@ fn build_environ<'py>(
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     let (addr, port) = match request.peer {
-        Peer::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
-        Peer::Unix => ("localhost".to_owned(), "None".to_owned()),
+        Peer::Tcp(addr) => (peer_ip(py, addr.ip()), port_string(py, addr.port())),
+        Peer::Unix => (
+            intern!(py, "localhost").clone(),
+            intern!(py, "None").clone(),
+        ),
     };
-    let addr = PyString::new(py, &addr);
     env.set_item(intern!(py, "REMOTE_ADDR"), &addr)?;
     env.set_item(intern!(py, "REMOTE_HOST"), &addr)?;
     env.set_item(intern!(py, "REMOTE_PORT"), port)?;
@@ -1187,6 +1189,47 @@ fn execute(
         }
     }
     result
+}
+
+thread_local! {
+    /// The last peer address this worker formatted: requests come from few addresses (one,
+    /// behind a proxy), so most reuse it instead of formatting and allocating it again.
+    static LAST_PEER_IP: std::cell::RefCell<Option<(std::net::IpAddr, Py<PyString>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as the environ's `REMOTE_ADDR` string.
+fn peer_ip(py: Python<'_>, ip: std::net::IpAddr) -> Bound<'_, PyString> {
+    LAST_PEER_IP.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached, text)) = last.as_ref() {
+            if *cached == ip {
+                return text.bind(py).clone();
+            }
+        }
+        let text = PyString::new(py, &ip.to_string());
+        *last = Some((ip, text.clone().unbind()));
+        text
+    })
+}
+
+/// `port` in decimal, without an intermediate `String`.
+fn port_string(py: Python<'_>, port: u16) -> Bound<'_, PyString> {
+    let mut digits = [0u8; 5];
+    let mut start = digits.len();
+    let mut rest = port;
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || start == 0 {
+            break;
+        }
+    }
+    let text = std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or("0");
+    PyString::new(py, text)
 }
 
 /// Serve one request on the calling worker thread (module rules). Returns the responder and
