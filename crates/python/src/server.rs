@@ -2,14 +2,14 @@
 //! of worker threads that call the application.
 //!
 //! Threads have jobs (STYLE.md convention 5):
-//! - the caller's thread runs `run()`: it starts the I/O thread and the workers, then waits
+//! - the caller's thread runs `run()`: it starts the stand-by and the workers, then waits
 //!   with the GIL released, waking every 20 ms to emit queued log records and to let Python
 //!   handle signals (Ctrl-C raises `KeyboardInterrupt` there, which stops the server);
-//! - one I/O thread runs the tokio runtime (`waitress_server::serve`) and never attaches to
-//!   the interpreter;
-//! - `threads` worker threads take complete requests from a queue and run the WSGI call
-//!   (`wsgi.rs`); each keeps one Python thread state for its life, holding the GIL only
-//!   while it serves a request. They never touch sockets.
+//! - the stand-by thread (`waitress-io`) runs `waitress_server::serve` and never attaches to
+//!   the interpreter: it drives the I/O only while every worker is busy;
+//! - `threads` worker threads take turns at driving the I/O (`Crew::next_after`, with the
+//!   GIL released) and run the WSGI call for the request they find (`wsgi.rs`); each keeps
+//!   one Python thread state for its life, holding the GIL only while it serves a request.
 //!
 //! Nothing is started before `run()` (SPEC D4): a `Server` built before `os.fork()` runs
 //! in the child.
@@ -35,7 +35,7 @@ use crate::wsgi::{self, Helpers, Site};
 /// 128 connections, A/B in one run): p99 31 -> 14 ms, +12% req/s.
 const EMIT_SLICE: usize = 8;
 
-/// Log records from the I/O thread, emitted by the thread in `run()` (SPEC D9).
+/// Log records from the I/O side, emitted by the thread in `run()` (SPEC D9).
 #[derive(Debug)]
 struct LogQueue {
     records: Mutex<Vec<(&'static str, Level, String)>>,
@@ -249,7 +249,7 @@ fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) {
 /// How often the serving thread wakes to emit log records and run signal handlers.
 const WAKE_EVERY: Duration = Duration::from_millis(20);
 
-/// How long `run()` waits, once the I/O thread is done, for workers to leave.
+/// How long `run()` waits, once `serve` has returned, for workers to leave.
 const WORKER_GRACE: Duration = Duration::from_millis(50);
 
 /// Wait up to `WORKER_GRACE` for the workers to leave; join those that did and return how

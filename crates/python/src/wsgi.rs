@@ -1,7 +1,7 @@
 //! One WSGI call on a worker thread (SPEC §3.8–§3.12), with the GIL taken once per request.
 //!
 //! Rules:
-//! 1. The environ is built here from the head the I/O thread already parsed: keys interned,
+//! 1. The environ is built here from the head the I/O side already parsed: keys interned,
 //!    values decoded as latin-1, exactly the keys of SPEC §3.8. A request target that is not
 //!    a plain origin-form path (absolute-form, `//…`, `*`) is split by Python's
 //!    `waitress.parser.split_uri`, so the rare forms keep waitress's exact semantics.
@@ -10,7 +10,7 @@
 //!    truncation and shortfall, chunked on 1.1, close-delimited on 1.0, no body for HEAD,
 //!    1xx/204/304). The response head is held back until body bytes come, and the bytes that
 //!    complete a response (its last Content-Length bytes, the last chunk) are held for the
-//!    ending, so a small response is one hand-over to the I/O thread and one write.
+//!    ending, so a small response is one message to its connection and one write.
 //! 3. Bytes go to the connection through `waitress_server::Responder` with the GIL released
 //!    while the connection is behind. A `wsgi.file_wrapper` over a regular file goes out
 //!    with sendfile (§3.12).

@@ -1,9 +1,10 @@
 //! Accepting and serving connections.
 //!
-//! Threads have jobs (STYLE.md convention 5): this code runs on the tokio I/O thread. It
+//! Threads have jobs (STYLE.md convention 5): this code runs inside the one tokio runtime,
+//! on whichever thread drives it (a worker between requests, or the stand-by: crew.rs). It
 //! reads, parses (through `waitress_http::conn::Conn`), spools bodies, enforces timeouts and
-//! writes; it never attaches to the Python interpreter. Applications run on worker threads
-//! behind the `Handler`, which never touch sockets.
+//! writes; it never holds the GIL. Applications run outside the runtime, behind the
+//! `Handler`, and reach the socket only through the `Responder`.
 //!
 //! Per connection: one request at a time. The head must arrive within `header_timeout` of
 //! its first byte (408), an idle connection closes after `channel_timeout`, the body is
@@ -35,7 +36,7 @@ use crate::{Level, Peer, Shared};
 const LOOKAHEAD_READ: usize = 16 * 1024;
 
 thread_local! {
-    /// The I/O thread's read buffer (`Session::read_ready`).
+    /// The read buffer of the thread driving the runtime (`Session::read_ready`).
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -486,7 +487,7 @@ impl<S: Transport> Session<'_, S> {
     /// when the readiness was spurious.
     fn read_ready(&mut self, size: usize) -> io::Result<Option<usize>> {
         SCRATCH.with(|scratch| {
-            // One buffer per I/O thread, reused by every read: no allocation per read, and
+            // One buffer per driving thread, reused by every read: no allocation per read, and
             // no read buffer held by an idle connection.
             let mut buf = scratch.take();
             buf.clear();

@@ -3,8 +3,8 @@
 //! [`Responder`] from any thread.
 //!
 //! Rules:
-//! 1. `Handler::handle` is called on an I/O thread and must not block: it queues the request
-//!    for a worker (the Python crate's pool, or a Rust test handler) and returns. Each
+//! 1. `Handler::handle` is called inside the runtime (crew.rs) and must not block: it queues
+//!    the request for a worker (`Crew::push`) and returns. Each
 //!    connection has at most one request in the handler at a time, so a queue with room for
 //!    `connection_limit` requests never overflows.
 //! 2. The request is complete when handed over: the whole body has been received, in memory
@@ -21,8 +21,8 @@
 //!    the channel closing is never the signal.
 //! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`) are
 //!    written to the socket by the worker itself, without waiting, when everything handed
-//!    over before has been written (the budget is drained): no copy, no hand-over and no
-//!    wake-up of the I/O thread for them, and the workers share the copying. What the
+//!    over before has been written (the budget is drained): no copy and no hand-over for
+//!    them. What the
 //!    socket does not take at once goes to the connection task as before. After a
 //!    `send_file` everything goes through the task.
 
@@ -142,9 +142,10 @@ pub(crate) enum Reply {
 }
 
 /// Smallest piece a worker writes to the socket itself (rule 5). Smaller ones (a typical
-/// whole response) cost less handed to the I/O thread, which writes them with the end of
-/// the response in one go: measured, direct writes of small responses cost hello@16 a
-/// quarter of its throughput, while 16 KiB stream chunks and 1 MiB bodies gained 34–44%.
+/// whole response) go to the connection task, which writes them with the end of the
+/// response in one go (measured with the thread pool this crate had before crew.rs: direct
+/// writes of small responses cost hello@16 a quarter of its throughput, while 16 KiB stream
+/// chunks and 1 MiB bodies gained 34–44%).
 const DIRECT_MIN: usize = 8 * 1024;
 
 /// `parts` without their first `skip` bytes.
@@ -431,7 +432,7 @@ impl Responder {
     }
 
     /// Send `len` bytes of the regular file `file` from `offset`, as they are (the caller
-    /// framed the response), with sendfile(2) on the I/O thread. Does not block.
+    /// framed the response), with sendfile(2) by the connection task. Does not block.
     pub fn send_file(&mut self, file: File, offset: u64, len: u64) -> Result<(), RespondError> {
         if len == 0 {
             return Ok(());
