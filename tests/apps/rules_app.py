@@ -4,6 +4,7 @@ functional tests of the server's start_response, write() and framing."""
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from typing import Any, Callable, Iterable
 
 StartResponse = Callable[..., Any]
@@ -61,5 +62,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if route == "/generator":
         start_response("200 OK", [("Content-Length", "6")])
         return (piece for piece in [b"ab", b"", b"cd", b"ef"])
+    if route == "/length":
+        # The Content-Length value is the query string, percent-decoded; six bytes follow.
+        length = urllib.parse.unquote(environ["QUERY_STRING"])
+        start_response("200 OK", [("Content-Length", length)])
+        return [b"abcdef"]
     start_response("404 Not Found", [("Content-Length", "0")])
     return []

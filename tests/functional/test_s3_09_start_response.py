@@ -88,6 +88,28 @@ def test_body_beyond_content_length_is_truncated(rules: Running) -> None:
     assert response.headers["content-length"] == "3" and response.body == b"abc"
 
 
+@pytest.mark.parametrize(
+    ("value", "body"),
+    [
+        ("3", b"abc"),  # plain digits: read in Rust
+        ("0003", b"abc"),
+        ("%203%20", b"abc"),  # anything else is what Python's int() makes of it
+        ("%2B3", b"abc"),
+        ("0", b""),
+    ],
+)
+def test_an_application_content_length_is_read_as_int_reads_it(
+    rules: Running, value: str, body: bytes
+) -> None:
+    (response,) = parse_responses(ask(rules, f"/length?{value}"))
+    assert response.status == "HTTP/1.1 200 OK" and response.body == body
+
+
+def test_an_application_content_length_int_refuses_is_500(rules: Running) -> None:
+    response = ask(rules, "/length?3x")
+    assert response.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), response
+
+
 def test_no_content_status_drops_the_body_and_length(rules: Running) -> None:
     raw = ask(rules, "/no-content-with-body")
     assert raw.startswith(b"HTTP/1.1 204 No Content\r\n")
