@@ -424,3 +424,148 @@ impl Crew {
         state.runtime.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+    use std::time::Instant;
+
+    use tokio::sync::mpsc;
+    use waitress_http::request::HeadParser;
+    use waitress_http::Limits;
+
+    use super::*;
+    use crate::handler::{RequestBody, Wire};
+    use crate::outbuf::Budget;
+    use crate::{Peer, StopHandle};
+
+    /// A socket that never takes anything.
+    #[derive(Debug)]
+    struct NoWire;
+
+    impl Wire for NoWire {
+        fn try_send(&self, _parts: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// A job whose request says which "connection" (`listener`) it came from.
+    fn job(connection: usize) -> Job {
+        let head = HeadParser::new(Limits::default())
+            .parse(b"GET / HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let disconnected = Arc::new(AtomicBool::new(false));
+        let responder = Responder::new(
+            tx,
+            Arc::new(Budget::new(1 << 20, 1 << 19)),
+            Arc::clone(&disconnected),
+            StopHandle::new(),
+            Arc::new(NoWire),
+        );
+        let request = Request {
+            head,
+            body: RequestBody::Memory(Vec::new()),
+            peer: Peer::Unix,
+            listener: connection,
+            disconnected,
+            closing: false,
+        };
+        (request, responder)
+    }
+
+    /// A crew with its runtime and its stand-by thread, as `serve` sets them up.
+    fn crew() -> (Arc<Crew>, Arc<Runtime>, thread::JoinHandle<()>) {
+        let crew = Crew::new();
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let standby = {
+            let crew = Arc::clone(&crew);
+            let runtime = Arc::clone(&runtime);
+            thread::spawn(move || crew.stand_by(&runtime))
+        };
+        (crew, runtime, standby)
+    }
+
+    fn end(crew: &Crew, standby: thread::JoinHandle<()>) {
+        crew.finish();
+        standby.join().unwrap();
+        drop(crew.close());
+    }
+
+    /// Three connections with a request each; one worker. The first hands over at once, the
+    /// others wait their turn (rule 2): the worker finds them one at a time, in order, and
+    /// never more than one waits in the queue.
+    #[test]
+    fn rule_2_while_a_worker_leads_requests_are_handed_over_one_at_a_time_in_order() {
+        let (crew, runtime, standby) = crew();
+        for connection in 0..3 {
+            let crew = Arc::clone(&crew);
+            runtime.spawn(async move {
+                crew.turn().await;
+                crew.push(job(connection));
+            });
+        }
+        let mut found = Vec::new();
+        for _ in 0..3 {
+            let (request, responder) = crew.next().unwrap();
+            assert!(crew.lock().queue.is_empty());
+            found.push(request.listener);
+            responder.abort("test");
+        }
+        assert_eq!(found, [0, 1, 2]);
+        end(&crew, standby);
+    }
+
+    /// The one worker is inside a request for 300 ms: the stand-by notices the vacant lead
+    /// and drives the runtime, so another connection's request is read and queued long
+    /// before the worker is free (rule 3), and the worker takes it from the queue.
+    #[test]
+    fn rule_3_the_stand_by_leads_while_every_worker_is_busy() {
+        let (crew, runtime, standby) = crew();
+        let first = Arc::clone(&crew);
+        runtime.spawn(async move { first.push(job(0)) });
+        let (_, responder) = crew.next().unwrap();
+        let busy_since = Instant::now();
+        let second = Arc::clone(&crew);
+        runtime.spawn(async move {
+            second.turn().await;
+            second.push(job(1));
+        });
+        let deadline = busy_since + Duration::from_millis(300);
+        let mut queued_after = None;
+        while Instant::now() < deadline {
+            if queued_after.is_none() && !crew.lock().queue.is_empty() {
+                queued_after = Some(busy_since.elapsed());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        responder.abort("test");
+        assert!(queued_after.unwrap() < Duration::from_millis(100));
+        let (request, responder) = crew.next().unwrap();
+        assert_eq!(request.listener, 1);
+        responder.abort("test");
+        end(&crew, standby);
+    }
+
+    /// `close` wakes a worker that leads while nothing comes, and it leaves with None.
+    #[test]
+    fn close_ends_a_leading_worker_with_none() {
+        let (crew, _runtime, standby) = crew();
+        let worker = {
+            let crew = Arc::clone(&crew);
+            thread::spawn(move || crew.next().is_none())
+        };
+        while crew.lock().lead != Lead::Worker {
+            thread::sleep(Duration::from_millis(1));
+        }
+        end(&crew, standby);
+        assert!(worker.join().unwrap());
+    }
+}
