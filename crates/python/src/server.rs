@@ -246,6 +246,15 @@ fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) {
     }
 }
 
+/// Closes the crew when dropped (`run()`).
+struct CloseOnDrop(Arc<Crew>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        drop(self.0.close());
+    }
+}
+
 /// How often the serving thread wakes to emit log records and run signal handlers.
 const WAKE_EVERY: Duration = Duration::from_millis(20);
 
@@ -355,6 +364,9 @@ impl Server {
         let stop = StopHandle::new();
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = stop.clone();
         let crew = Crew::new();
+        // However `run()` ends (a thread that could not be started included), the workers
+        // waiting in the crew are let go; after a normal run `serve` closed it already.
+        let _release = CloseOnDrop(Arc::clone(&crew));
         let queued = Arc::new(AtomicUsize::new(0));
         let busy = Arc::new(AtomicUsize::new(0));
         let helpers = Arc::new(Helpers::load(py)?);

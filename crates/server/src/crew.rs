@@ -198,10 +198,18 @@ impl Crew {
                 }
                 return None;
             }
-            match (state.lead, state.runtime.clone()) {
+            let runtime = match state.lead {
+                // Cloned only to lead: an idle worker holds no handle to the runtime, so
+                // the last one is never dropped on a worker with the lock held.
+                Lead::Vacant => state.runtime.clone(),
+                Lead::Worker | Lead::Standby => None,
+            };
+            match (state.lead, runtime) {
                 (Lead::Vacant, Some(runtime)) => {
                     state.lead = Lead::Worker;
                     drop(state);
+                    // However the lead ends (a panic included), it is vacated.
+                    let leading = Leading(self);
                     let first = first.take();
                     let job = runtime.block_on(async {
                         if let Some(first) = first {
@@ -212,11 +220,11 @@ impl Crew {
                     // The runtime is let go before the lock is taken again: the last
                     // handle to it may be this one (`close`).
                     drop(runtime);
-                    state = self.lock();
-                    self.vacate(&mut state);
+                    drop(leading);
                     if let Some(job) = job {
                         return Some(job);
                     }
+                    state = self.lock();
                 }
                 // Not leading: `first` runs here, then everything is looked at again.
                 _ if first.is_some() => {
@@ -410,6 +418,9 @@ impl Crew {
     pub fn close(&self) -> Option<Arc<Runtime>> {
         let mut state = self.lock();
         state.phase = Phase::Closed;
+        // Requests still queued lost their connections (the drain was cut short): they are
+        // answered by no one, as waitress cancels its pending tasks. Dropped unlocked.
+        let cancelled: Vec<_> = state.queue.drain(..).collect();
         if let Some(waker) = state.leader_waker.take() {
             waker.wake();
         }
@@ -421,7 +432,29 @@ impl Crew {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        state.runtime.take()
+        let runtime = state.runtime.take();
+        drop(state);
+        drop(cancelled);
+        runtime
+    }
+}
+
+/// A worker's lead: vacated when dropped, however `block_on` ends.
+struct Leading<'a>(&'a Crew);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        self.0.vacate(&mut state);
+    }
+}
+
+/// Tells the crew the server is done when dropped, however the main task ends.
+pub(crate) struct FinishOnDrop(pub(crate) Arc<Crew>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -567,5 +600,34 @@ mod tests {
         }
         end(&crew, standby);
         assert!(worker.join().unwrap());
+    }
+
+    /// Requests still queued when the crew closes lost their connections (a drain cut
+    /// short): no worker runs them after the close.
+    #[test]
+    fn close_cancels_the_requests_still_queued() {
+        let crew = Crew::new();
+        assert!(crew.push(job(0)));
+        assert!(crew.push(job(1)));
+        drop(crew.close());
+        assert!(crew.lock().queue.is_empty());
+        assert!(crew.next().is_none());
+        assert!(!crew.push(job(2)));
+    }
+
+    /// A worker whose lead ends in a panic leaves the lead vacant, so the stand-by (or
+    /// another worker) can drive the runtime and a stop can finish.
+    #[test]
+    fn a_panic_while_leading_vacates_the_lead() {
+        let (crew, _runtime, standby) = crew();
+        while crew.lock().runtime.is_none() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crew.next_after(|| panic!("in the first step"))
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(crew.lock().lead, Lead::Vacant);
+        end(&crew, standby);
     }
 }

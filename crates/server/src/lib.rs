@@ -210,11 +210,17 @@ pub fn serve(
     stop: StopHandle,
     crew: &Arc<Crew>,
 ) -> Result<(), ServerError> {
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Arc::new(runtime),
+        Err(err) => {
+            // The workers waiting for a runtime leave.
+            drop(crew.close());
+            return Err(err.into());
+        }
+    };
     let slots = Arc::new(Semaphore::new(config.connection_limit.max(1)));
     let shared = Arc::new(Shared {
         config,
@@ -227,11 +233,10 @@ pub fn serve(
         limit_logged: AtomicBool::new(false),
     });
     let main = {
-        let crew = Arc::clone(crew);
+        let finish = crew::FinishOnDrop(Arc::clone(crew));
         runtime.spawn(async move {
-            let served = serve_until_stopped(listeners, shared, slots).await;
-            crew.finish();
-            served
+            let _finish = finish;
+            serve_until_stopped(listeners, shared, slots).await
         })
     };
     crew.stand_by(&runtime);
