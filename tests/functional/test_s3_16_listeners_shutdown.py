@@ -126,3 +126,25 @@ def test_ipv6_loopback() -> None:
     finally:
         server.close()
         thread.join(10)
+
+
+def test_a_cut_off_request_closes_its_connection_when_the_server_stops() -> None:
+    """A request still inside the application when `shutdown_timeout` ends is cut off: its
+    client sees the connection closed as `run()` returns, not when the application finally
+    returns (the worker still holds the response; the socket is shut down regardless)."""
+    server = Running(threads=1, shutdown_timeout=0.5)
+    sock = server.connect()
+    try:
+        sock.sendall(b"GET /sleep?4 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        stopped = time.monotonic()
+        server.stop()
+        assert not server.thread.is_alive()
+        try:
+            data = sock.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+        assert time.monotonic() - stopped < 2.0
+    finally:
+        sock.close()

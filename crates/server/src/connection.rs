@@ -107,6 +107,9 @@ pub(crate) trait Transport: Wire + Send + Sync + 'static {
     /// Shut down the sending side (the response is complete; FIN to the client).
     fn shutdown_write(&self);
 
+    /// Shut down both ways (the connection was cut off).
+    fn shutdown_both(&self);
+
     /// Send up to `len` bytes of `file` from `*offset`, advancing it; waits until the socket
     /// takes some. Ok(0) means the file ended early.
     async fn send_file(&self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize>;
@@ -152,6 +155,10 @@ macro_rules! sendfile_transport {
 
             fn shutdown_write(&self) {
                 let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write);
+            }
+
+            fn shutdown_both(&self) {
+                let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Both);
             }
 
             async fn send_file(
@@ -330,13 +337,29 @@ async fn run<S: Transport>(
         replies: None,
         timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
     };
+    let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
     if let Err(err) = session.serve().await {
         if shared.config.log_socket_errors && !is_disconnect(&err) {
             shared.log.log(Level::Error, format!("Socket error: {err}"));
         }
     }
+    cut_off.0 = None;
     session.stream.shutdown_write();
     drop(permit);
+}
+
+/// Shuts the socket down both ways if the connection task is dropped before it ends (the
+/// runtime torn down after a stop cut the drain short): a worker still inside the
+/// application holds the socket through its `Responder`, and the client must not wait for
+/// the application to return to see its connection closed.
+struct CutOff<S: Transport>(Option<Arc<S>>);
+
+impl<S: Transport> Drop for CutOff<S> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            stream.shutdown_both();
+        }
+    }
 }
 
 fn is_disconnect(err: &io::Error) -> bool {
