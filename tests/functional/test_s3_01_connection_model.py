@@ -13,10 +13,17 @@ import time
 from tests.functional.serving import ECHO_COMMAND, ROOT, Running, body_of
 
 
-def test_a_sleeping_request_does_not_block_another(running: Running) -> None:
-    slow = threading.Thread(target=running.exchange, args=(b"GET /sleep?1.5 HTTP/1.0\r\n\r\n",))
+def _sleeping_request(server: Running, settle: float) -> threading.Thread:
+    """A request sleeping 1.5 s in the application, sent from a thread; `settle` s to let it
+    reach a worker."""
+    slow = threading.Thread(target=server.exchange, args=(b"GET /sleep?1.5 HTTP/1.0\r\n\r\n",))
     slow.start()
-    time.sleep(0.1)
+    time.sleep(settle)
+    return slow
+
+
+def test_a_sleeping_request_does_not_block_another(running: Running) -> None:
+    slow = _sleeping_request(running, 0.1)
     started = time.monotonic()
     assert running.exchange(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 OK")
     assert time.monotonic() - started < 1.0
@@ -45,13 +52,11 @@ def test_fifty_concurrent_clients(running: Running) -> None:
 def test_while_every_worker_is_busy_the_io_goes_on() -> None:
     """Leader/followers (docs/design.md "Thread model"): with the one worker inside a long
     request, the stand-by I/O thread drives the server. A new connection is accepted and its
-    malformed request answered at once; a valid one waits in the queue (the queue-depth
-    warning) and is served when the worker is free."""
+    malformed request answered at once; a valid one is read and queued, and served when the
+    worker is free."""
     server = Running(threads=1)
     try:
-        slow = threading.Thread(target=server.exchange, args=(b"GET /sleep?1.5 HTTP/1.0\r\n\r\n",))
-        slow.start()
-        time.sleep(0.2)
+        slow = _sleeping_request(server, 0.2)
         started = time.monotonic()
         assert server.exchange(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.0 400 Bad Request")
         assert time.monotonic() - started < 0.5

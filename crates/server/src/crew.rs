@@ -184,67 +184,59 @@ impl Crew {
         let mut first = Some(first);
         let mut state = self.lock();
         loop {
-            if let Some((_, job)) = state.queue.pop_front() {
-                drop(state);
-                if let Some(first) = first.take() {
-                    first();
-                }
-                return Some(job);
-            }
-            if state.phase == Phase::Closed {
-                drop(state);
-                if let Some(first) = first.take() {
-                    first();
-                }
-                return None;
-            }
-            let runtime = match state.lead {
-                // Cloned only to lead: an idle worker holds no handle to the runtime, so
-                // the last one is never dropped on a worker with the lock held.
-                Lead::Vacant => state.runtime.clone(),
-                Lead::Worker | Lead::Standby => None,
+            let answer = match state.queue.pop_front() {
+                Some((_, job)) => Some(Some(job)),
+                None if state.phase == Phase::Closed => Some(None),
+                None => None,
             };
-            match (state.lead, runtime) {
-                (Lead::Vacant, Some(runtime)) => {
-                    state.lead = Lead::Worker;
-                    drop(state);
-                    // However the lead ends (a panic included), it is vacated.
-                    let leading = Leading(self);
-                    let first = first.take();
-                    let job = runtime.block_on(async {
-                        if let Some(first) = first {
-                            first();
-                        }
-                        self.until_request().await
-                    });
-                    // The runtime is let go before the lock is taken again: the last
-                    // handle to it may be this one (`close`).
-                    drop(runtime);
-                    drop(leading);
-                    if let Some(job) = job {
-                        return Some(job);
-                    }
-                    state = self.lock();
+            if let Some(answer) = answer {
+                drop(state);
+                if let Some(first) = first.take() {
+                    first();
                 }
-                // Not leading: `first` runs here, then everything is looked at again.
-                _ if first.is_some() => {
-                    drop(state);
-                    if let Some(first) = first.take() {
+                return answer;
+            }
+            // Cloned only to lead: an idle worker holds no handle to the runtime, so the
+            // last one is never dropped on a worker with the lock held.
+            let runtime = (state.lead == Lead::Vacant)
+                .then(|| state.runtime.clone())
+                .flatten();
+            if let Some(runtime) = runtime {
+                state.lead = Lead::Worker;
+                drop(state);
+                // However the lead ends (a panic included), it is vacated.
+                let leading = Leading(self);
+                let first = first.take();
+                let job = runtime.block_on(async {
+                    if let Some(first) = first {
                         first();
                     }
-                    state = self.lock();
+                    self.until_request().await
+                });
+                // The runtime is let go before the lock is taken again: the last handle
+                // to it may be this one (`close`).
+                drop(runtime);
+                drop(leading);
+                if job.is_some() {
+                    return job;
                 }
-                (Lead::Standby, _) => {
-                    if !state.lead_wanted {
-                        state.lead_wanted = true;
-                        if let Some(waker) = state.standby_waker.take() {
-                            waker.wake();
-                        }
-                    }
-                    state = self.wait_idle(state);
-                }
-                _ => state = self.wait_idle(state),
+                state = self.lock();
+                continue;
             }
+            // Not leading: `first` runs here, then everything is looked at again.
+            if let Some(first) = first.take() {
+                drop(state);
+                first();
+                state = self.lock();
+                continue;
+            }
+            if state.lead == Lead::Standby && !state.lead_wanted {
+                state.lead_wanted = true;
+                if let Some(waker) = state.standby_waker.take() {
+                    waker.wake();
+                }
+            }
+            state = self.wait_idle(state);
         }
     }
 
