@@ -102,3 +102,22 @@ def test_remote_addr_and_port_are_each_requests_own_peer() -> None:
                 assert env["REMOTE_PORT"] == str(sock.getsockname()[1])
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "OPTIONS", "PURGE", "M-SEARCH"])
+def test_header_names_map_to_cgi_keys_whatever_their_case(running: Running, method: str) -> None:
+    """SPEC §3.8: every field name becomes its CGI key (upper case, `_` for `-`) however it
+    is spelled, the common ones included (the core matches them without building the key),
+    and the method is the request's own, common or not."""
+    raw = (
+        method.encode() + b" /env HTTP/1.1\r\nhOsT: h\r\nuser-AGENT: ua\r\ncOnTeNt-TyPe: t/x\r\n"
+        b"X-Trace-1: one\r\nx-trace-1: two\r\nACCEPT: a/b\r\nConnection: close\r\n\r\n"
+    )
+    env = json.loads(body_of(running.exchange(raw)))
+    assert env["REQUEST_METHOD"] == method
+    assert env["HTTP_HOST"] == "h"
+    assert env["HTTP_USER_AGENT"] == "ua"
+    assert env["CONTENT_TYPE"] == "t/x" and "HTTP_CONTENT_TYPE" not in env
+    assert env["HTTP_X_TRACE_1"] == "one, two"
+    assert env["HTTP_ACCEPT"] == "a/b"
+    assert env["HTTP_CONNECTION"] == "close"

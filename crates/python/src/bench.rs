@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyString};
 use waitress_http::request::RequestHead;
 use waitress_server::{Peer, RequestBody};
@@ -85,11 +86,12 @@ impl Fixture {
         content_length: Option<i64>,
     ) -> PyResult<Vec<u8>> {
         let mut call = Call::new(None, request, &self.site, &self.helpers, false);
+        let text = |text: &str| PyBackedStr::try_from(PyString::new(py, text));
         let headers = headers
             .iter()
-            .map(|&(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        call.start(status.to_owned(), headers, content_length);
+            .map(|&(name, value)| Ok((text(name)?, text(value)?)))
+            .collect::<PyResult<_>>()?;
+        call.start(text(status)?, headers, content_length);
         call.build_head(py)
     }
 

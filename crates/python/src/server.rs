@@ -169,7 +169,8 @@ impl Site {
         let header = ident
             .extract::<String>(py)
             .ok()
-            .filter(|ident| !ident.is_empty());
+            .filter(|ident| !ident.is_empty())
+            .map(Arc::from);
         Site {
             app,
             drop_proxy_headers: drop_proxy,

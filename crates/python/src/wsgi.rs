@@ -30,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::DateCache;
 use waitress_http::request::{BodyKind, RequestHead, Version};
@@ -66,8 +66,8 @@ pub(crate) struct Site {
     pub(crate) url_prefix: String,
     /// `SERVER_SOFTWARE`: the `ident` option as given.
     pub(crate) software: Py<PyAny>,
-    /// The `Server` header (`ident`, None when empty).
-    pub(crate) ident: Option<String>,
+    /// The `Server` header (`ident`, None when empty), shared with each request's [`Call`].
+    pub(crate) ident: Option<Arc<str>>,
     pub(crate) expose_tracebacks: bool,
     /// The environ keys that are the same for every request, copied per request.
     pub(crate) template: std::sync::OnceLock<Py<PyDict>>,
@@ -184,6 +184,21 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
     let text: String = bytes.iter().map(|&b| char::from(b)).collect();
     PyString::new(py, &text)
+}
+
+/// The request method as a str: the common ones interned, so no str is made for them.
+fn method<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    let interned = match name {
+        b"GET" => intern!(py, "GET"),
+        b"POST" => intern!(py, "POST"),
+        b"HEAD" => intern!(py, "HEAD"),
+        b"PUT" => intern!(py, "PUT"),
+        b"DELETE" => intern!(py, "DELETE"),
+        b"OPTIONS" => intern!(py, "OPTIONS"),
+        b"PATCH" => intern!(py, "PATCH"),
+        _ => return latin1(py, name),
+    };
+    interned.clone()
 }
 
 /// Percent-decode as Python's `urllib.parse.unquote_to_bytes` does: `%XX` with two hex
@@ -312,11 +327,13 @@ struct RequestFacts {
 pub struct Call {
     responder: Option<Responder>,
     facts: RequestFacts,
-    ident: Option<String>,
+    ident: Option<Arc<str>>,
     helpers: Arc<Helpers>,
     start_secs: u64,
-    status: String,
-    headers: Vec<(String, String)>,
+    /// The status and headers as the application gave them: its own str objects, so
+    /// `start_response` copies nothing (None: `start_response` not called yet, "200 OK").
+    status: Option<PyBackedStr>,
+    headers: Vec<(PyBackedStr, PyBackedStr)>,
     content_length: Option<i64>,
     /// `start_response` was called.
     complete: bool,
@@ -345,14 +362,31 @@ fn forbidden(text: &str) -> (bool, bool) {
     )
 }
 
-/// `name.lower() == lower` for a lower-case `lower`, without allocating for an ASCII name
-/// (all real ones).
-fn same_name(name: &str, lower: &str) -> bool {
+/// `name.lower()`, borrowed for an ASCII name (all real ones): compare it with a lower-case
+/// name by `eq_ignore_ascii_case`.
+fn lowered(name: &str) -> Cow<'_, str> {
     if name.is_ascii() {
-        name.eq_ignore_ascii_case(lower)
+        Cow::Borrowed(name)
     } else {
-        name.to_lowercase() == lower
+        Cow::Owned(name.to_lowercase())
     }
+}
+
+/// A Content-Length value as `int()` reads it, without calling `int` for a plain str of
+/// ASCII digits (a str subclass may define `__int__`).
+fn content_length_value(value: &str, object: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let plain = object.is_exact_instance_of::<PyString>();
+    if plain && (1..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Up to 18 digits always fits an i64.
+        if let Ok(n) = value.parse::<i64>() {
+            return Ok(n);
+        }
+    }
+    object
+        .py()
+        .get_type::<pyo3::types::PyInt>()
+        .call1((object,))?
+        .extract::<i64>()
 }
 
 impl Call {
@@ -377,10 +411,10 @@ impl Call {
         Self {
             responder,
             facts,
-            ident: site.ident.clone(),
+            ident: site.ident.as_ref().map(Arc::clone),
             helpers: Arc::clone(helpers),
             start_secs,
-            status: "200 OK".to_owned(),
+            status: None,
             headers: Vec::new(),
             content_length: None,
             complete: false,
@@ -398,18 +432,22 @@ impl Call {
     /// checked) and the Content-Length they declare.
     pub(crate) fn start(
         &mut self,
-        status: String,
-        headers: Vec<(String, String)>,
+        status: PyBackedStr,
+        headers: Vec<(PyBackedStr, PyBackedStr)>,
         content_length: Option<i64>,
     ) {
-        self.status = status;
+        self.status = Some(status);
         self.headers = headers;
         self.content_length = content_length;
         self.complete = true;
     }
 
+    fn status(&self) -> &str {
+        self.status.as_deref().unwrap_or("200 OK")
+    }
+
     fn has_body(&self) -> bool {
-        let status = self.status.as_bytes();
+        let status = self.status().as_bytes();
         !(status.first() == Some(&b'1') || status.starts_with(b"204") || status.starts_with(b"304"))
     }
 
@@ -485,14 +523,10 @@ impl Call {
 
     /// waitress's header-name normalisation (`Header-Name` capitalisation); a name already
     /// in that form is borrowed.
-    fn normalise<'a>(&self, py: Python<'_>, name: &'a str) -> PyResult<Cow<'a, str>> {
+    fn normalise<'a>(helpers: &Helpers, py: Python<'_>, name: &'a str) -> PyResult<Cow<'a, str>> {
         if !name.is_ascii() {
             return Ok(Cow::Owned(
-                self.helpers
-                    .normalise_name
-                    .bind(py)
-                    .call1((name,))?
-                    .extract()?,
+                helpers.normalise_name.bind(py).call1((name,))?.extract()?,
             ));
         }
         // One pass: the first letter of each `-`-separated part upper case, the rest lower.
@@ -532,32 +566,24 @@ impl Call {
         let mut has_connection = false;
         let mut has_server = false;
         let mut has_date = false;
-        let mut names = Vec::with_capacity(self.headers.len());
-        for (raw_name, _) in &self.headers {
-            let name = self.normalise(py, raw_name)?;
+        let mut headers: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+            Vec::with_capacity(self.headers.len() + 5);
+        for (raw_name, value) in &self.headers {
+            let name = Self::normalise(&self.helpers, py, raw_name)?;
             match name.as_ref() {
-                "Content-Length" if bodiless => {
-                    names.push(None);
-                    continue;
-                }
+                "Content-Length" if bodiless => continue,
                 "Content-Length" => has_length = true,
                 "Connection" => has_connection = true,
                 "Server" => has_server = true,
                 "Date" => has_date = true,
                 _ => {}
             }
-            names.push(Some(name));
-        }
-        let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(names.len() + 5);
-        for (name, (_, value)) in names.iter().zip(&self.headers) {
-            if let Some(name) = name {
-                headers.push((name.as_ref(), Cow::Borrowed(value.as_str())));
-            }
+            headers.push((name, Cow::Borrowed(&**value)));
         }
         if bodiless {
             self.content_length = None;
         } else if let (Some(length), false) = (self.content_length, has_length) {
-            headers.push(("Content-Length", Cow::Owned(length.to_string())));
+            headers.push(("Content-Length".into(), Cow::Owned(length.to_string())));
             has_length = true;
         }
         let length_known = has_length || bodiless;
@@ -567,7 +593,7 @@ impl Call {
                 keep
             } else {
                 // Chunked, then close (waitress Q5).
-                headers.push(("Transfer-Encoding", Cow::Borrowed("chunked")));
+                headers.push(("Transfer-Encoding".into(), "chunked".into()));
                 self.chunked = true;
                 false
             }
@@ -583,28 +609,32 @@ impl Call {
         if !keep_alive {
             self.close_on_finish = true;
             if !has_connection {
-                headers.push(("Connection", Cow::Borrowed("close")));
+                headers.push(("Connection".into(), "close".into()));
             }
         } else if !self.facts.http11 {
-            headers.push(("Connection", Cow::Borrowed("Keep-Alive")));
+            headers.push(("Connection".into(), "Keep-Alive".into()));
         }
         if has_server {
             let via = self.ident.as_deref().unwrap_or("waitress");
-            headers.push(("Via", Cow::Borrowed(via)));
+            headers.push(("Via".into(), via.into()));
         } else if let Some(ident) = &self.ident {
-            headers.push(("Server", Cow::Borrowed(ident.as_str())));
+            headers.push(("Server".into(), Cow::Borrowed(&**ident)));
         }
         let date = DateCache::format(self.start_secs);
         if !has_date {
-            headers.push(("Date", String::from_utf8_lossy(&date)));
+            // Always ASCII.
+            headers.push((
+                "Date".into(),
+                std::str::from_utf8(&date).unwrap_or("").into(),
+            ));
         }
-        headers.sort_by(|a, b| a.0.cmp(b.0)); // stable: Set-Cookie order is kept
+        headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
         let version = if self.facts.http11 { "1.1" } else { "1.0" };
         let mut text = String::with_capacity(256);
         text.push_str("HTTP/");
         text.push_str(version);
         text.push(' ');
-        text.push_str(&self.status);
+        text.push_str(self.status());
         text.push_str("\r\n");
         for (name, value) in &headers {
             text.push_str(name);
@@ -647,7 +677,7 @@ impl Call {
                     (
                         "application-written content was ignored due to HTTP response that \
                          may not contain a message-body: (%s)",
-                        self.status.as_str(),
+                        self.status(),
                     ),
                 )?;
                 self.logged_no_body = true;
@@ -791,7 +821,7 @@ impl Call {
                 status.repr()?
             )));
         };
-        let status_text = status_text.to_str()?.to_owned();
+        let status_text = PyBackedStr::try_from(status_text.clone())?;
         let (crlf, nul) = forbidden(&status_text);
         if crlf {
             return Err(PyValueError::new_err(
@@ -803,7 +833,7 @@ impl Call {
         }
         let helpers = Arc::clone(&slf.borrow().helpers);
         let mut content_length = None;
-        let mut checked = Vec::new();
+        let mut checked = Vec::with_capacity(headers.len().unwrap_or(0));
         for header in headers.try_iter()? {
             let header = header?;
             let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
@@ -821,15 +851,15 @@ impl Call {
                     header.repr()?
                 )));
             };
-            let name_text = name_text.to_str()?;
-            let value_text = value_text.to_str()?;
-            let (value_crlf, value_nul) = forbidden(value_text);
+            let name_text = PyBackedStr::try_from(name_text.clone())?;
+            let value_text = PyBackedStr::try_from(value_text.clone())?;
+            let (value_crlf, value_nul) = forbidden(&value_text);
             if value_crlf {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header value",
                 ));
             }
-            let (name_crlf, name_nul) = forbidden(name_text);
+            let (name_crlf, name_nul) = forbidden(&name_text);
             if name_crlf {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header name",
@@ -838,22 +868,21 @@ impl Call {
             if name_nul || value_nul {
                 return Err(PyValueError::new_err("NUL character present in header"));
             }
-            if same_name(name_text, "content-length") {
-                let parsed = py
-                    .get_type::<pyo3::types::PyInt>()
-                    .call1((value.clone(),))?;
-                content_length = Some(parsed.extract::<i64>()?);
+            let lower = lowered(&name_text);
+            if lower.eq_ignore_ascii_case("content-length") {
+                content_length = Some(content_length_value(&value_text, &value)?);
             } else if helpers
                 .hop_by_hop
                 .iter()
-                .any(|hop| same_name(name_text, hop))
+                .any(|hop| lower.eq_ignore_ascii_case(hop))
             {
                 return Err(PyAssertionError::new_err(format!(
-                    "{name_text} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
-                     application (see PEP 3333)"
+                    "{} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
+                     application (see PEP 3333)",
+                    &*name_text
                 )));
             }
-            checked.push((name_text.to_owned(), value_text.to_owned()));
+            checked.push((name_text, value_text));
         }
         slf.borrow_mut().start(status_text, checked, content_length);
         slf.getattr(intern!(py, "write"))
@@ -883,6 +912,9 @@ fn body_stream<'py>(
     body: RequestBody,
 ) -> PyResult<(Bound<'py, PyAny>, u64)> {
     match body {
+        RequestBody::Memory(bytes) if bytes.is_empty() => {
+            Ok((helpers.bytes_io.bind(py).call0()?, 0))
+        }
         RequestBody::Memory(bytes) => {
             let len = bytes.len() as u64;
             let stream = helpers
@@ -917,7 +949,7 @@ fn build_environ<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
     let env = site.template(py, helpers)?.copy()?;
-    env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method()))?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
     env.set_item(
         intern!(py, "PATH_INFO"),
         path_info(path, &site.url_prefix).as_ref(),
@@ -949,78 +981,97 @@ fn build_environ<'py>(
     };
     env.set_item(intern!(py, "waitress.client_disconnected"), check)?;
     // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
-    // dropped (the body is already decoded).
-    let mut fields: Vec<(String, Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
+    // dropped (the body is already decoded). Names are compared as their CGI form without
+    // building it; only a field without an interned key gets its key built.
+    let mut fields: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
     for (name, value) in head.headers() {
-        // Field names are tokens (checked by the parser), so ASCII.
-        let key: Vec<u8> = name
-            .iter()
-            .map(|&b| match b {
-                b'-' => b'_',
-                _ => b.to_ascii_uppercase(),
-            })
-            .collect();
-        let key = String::from_utf8(key).unwrap_or_default();
-        if key == "TRANSFER_ENCODING" || (site.drop_proxy_headers && is_proxy_header(&key)) {
+        if is_cgi(name, "TRANSFER_ENCODING")
+            || (site.drop_proxy_headers && PROXY_HEADERS.iter().any(|key| is_cgi(name, key)))
+        {
             continue;
         }
-        if let Some((_, joined)) = fields.iter_mut().find(|(k, _)| *k == key) {
+        if let Some((_, joined)) = fields.iter_mut().find(|(seen, _)| same_cgi(seen, name)) {
             let joined = joined.to_mut();
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value);
         } else {
-            fields.push((key, Cow::Borrowed(value)));
+            fields.push((name, Cow::Borrowed(value)));
         }
     }
     if matches!(head.body(), BodyKind::Chunked) {
         let length = Cow::Owned(body_len.to_string().into_bytes());
-        match fields.iter_mut().find(|(k, _)| k == "CONTENT_LENGTH") {
+        match fields
+            .iter_mut()
+            .find(|(name, _)| is_cgi(name, "CONTENT_LENGTH"))
+        {
             Some((_, value)) => *value = length,
-            None => fields.push(("CONTENT_LENGTH".to_owned(), length)),
+            None => fields.push((b"Content-Length", length)),
         }
     }
-    for (key, value) in fields {
+    for (name, value) in fields {
         let value = latin1(py, &value);
-        match environ_key(py, &key) {
-            Some(interned) => env.set_item(interned, value)?,
-            None => env.set_item(format!("HTTP_{key}"), value)?,
+        if let Some(interned) = environ_key(py, name) {
+            env.set_item(interned, value)?;
+        } else {
+            // Field names are tokens (checked by the parser), so ASCII.
+            let mut key = String::with_capacity(5 + name.len());
+            key.push_str("HTTP_");
+            key.extend(name.iter().map(|&b| char::from(cgi_byte(b))));
+            env.set_item(key, value)?;
         }
     }
     Ok(env)
 }
 
-/// One of `waitress.proxy_headers.PROXY_HEADERS`, as a CGI name without `HTTP_`.
-fn is_proxy_header(key: &str) -> bool {
-    matches!(
-        key,
-        "FORWARDED"
-            | "X_FORWARDED_FOR"
-            | "X_FORWARDED_HOST"
-            | "X_FORWARDED_PROTO"
-            | "X_FORWARDED_PORT"
-            | "X_FORWARDED_BY"
-    )
+/// A field name's byte in its CGI form: upper case, `-` as `_`.
+fn cgi_byte(b: u8) -> u8 {
+    match b {
+        b'-' => b'_',
+        _ => b.to_ascii_uppercase(),
+    }
 }
 
+/// Whether field name `name` has the CGI form `key` (upper case, `_` for `-`).
+fn is_cgi(name: &[u8], key: &str) -> bool {
+    name.len() == key.len() && name.iter().zip(key.bytes()).all(|(&b, k)| cgi_byte(b) == k)
+}
+
+/// Whether two field names have the same CGI form.
+fn same_cgi(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| cgi_byte(x) == cgi_byte(y))
+}
+
+/// `waitress.proxy_headers.PROXY_HEADERS`, as CGI names without `HTTP_`.
+const PROXY_HEADERS: [&str; 6] = [
+    "FORWARDED",
+    "X_FORWARDED_FOR",
+    "X_FORWARDED_HOST",
+    "X_FORWARDED_PROTO",
+    "X_FORWARDED_PORT",
+    "X_FORWARDED_BY",
+];
+
 /// The environ key of a common header field, interned (no allocation, hash cached).
-fn environ_key<'py>(py: Python<'py>, key: &str) -> Option<&'py Bound<'py, PyString>> {
-    Some(match key {
-        "CONTENT_LENGTH" => intern!(py, "CONTENT_LENGTH"),
-        "CONTENT_TYPE" => intern!(py, "CONTENT_TYPE"),
-        "HOST" => intern!(py, "HTTP_HOST"),
-        "USER_AGENT" => intern!(py, "HTTP_USER_AGENT"),
-        "ACCEPT" => intern!(py, "HTTP_ACCEPT"),
-        "ACCEPT_ENCODING" => intern!(py, "HTTP_ACCEPT_ENCODING"),
-        "ACCEPT_LANGUAGE" => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
-        "CONNECTION" => intern!(py, "HTTP_CONNECTION"),
-        "COOKIE" => intern!(py, "HTTP_COOKIE"),
-        "REFERER" => intern!(py, "HTTP_REFERER"),
-        "CACHE_CONTROL" => intern!(py, "HTTP_CACHE_CONTROL"),
-        "ORIGIN" => intern!(py, "HTTP_ORIGIN"),
-        "X_FORWARDED_FOR" => intern!(py, "HTTP_X_FORWARDED_FOR"),
-        "X_FORWARDED_PROTO" => intern!(py, "HTTP_X_FORWARDED_PROTO"),
-        _ => return None,
-    })
+fn environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<&'py Bound<'py, PyString>> {
+    let key = |cgi: &str, key: &'py Bound<'py, PyString>| is_cgi(name, cgi).then_some(key);
+    // By length first: one comparison for most names.
+    match name.len() {
+        4 => key("HOST", intern!(py, "HTTP_HOST")),
+        6 => key("ACCEPT", intern!(py, "HTTP_ACCEPT"))
+            .or_else(|| key("COOKIE", intern!(py, "HTTP_COOKIE")))
+            .or_else(|| key("ORIGIN", intern!(py, "HTTP_ORIGIN"))),
+        7 => key("REFERER", intern!(py, "HTTP_REFERER")),
+        10 => key("USER_AGENT", intern!(py, "HTTP_USER_AGENT"))
+            .or_else(|| key("CONNECTION", intern!(py, "HTTP_CONNECTION"))),
+        12 => key("CONTENT_TYPE", intern!(py, "CONTENT_TYPE")),
+        13 => key("CACHE_CONTROL", intern!(py, "HTTP_CACHE_CONTROL")),
+        14 => key("CONTENT_LENGTH", intern!(py, "CONTENT_LENGTH")),
+        15 => key("ACCEPT_ENCODING", intern!(py, "HTTP_ACCEPT_ENCODING"))
+            .or_else(|| key("ACCEPT_LANGUAGE", intern!(py, "HTTP_ACCEPT_LANGUAGE")))
+            .or_else(|| key("X_FORWARDED_FOR", intern!(py, "HTTP_X_FORWARDED_FOR"))),
+        17 => key("X_FORWARDED_PROTO", intern!(py, "HTTP_X_FORWARDED_PROTO")),
+        _ => None,
+    }
 }
 
 /// Hand a seekable `wsgi.file_wrapper` to the connection (SPEC §3.12). False: the caller
@@ -1162,9 +1213,12 @@ fn execute(
             }
         }
         if app_iter.is_exact_instance_of::<PyList>() {
+            // By index, the length read each time (as a list iterator does): no iterator
+            // object, and no IndexError raised and dropped at the end.
             let list = app_iter.cast::<PyList>()?;
             let mut n = 0;
-            while let Ok(chunk) = list.get_item(n) {
+            while n < list.len() {
+                let chunk = list.get_item(n)?;
                 write_item(py, call, &app_iter, &chunk, n == 0)?;
                 n += 1;
             }
