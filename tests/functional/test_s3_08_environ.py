@@ -121,3 +121,16 @@ def test_header_names_map_to_cgi_keys_whatever_their_case(running: Running, meth
     assert env["HTTP_X_TRACE_1"] == "one, two"
     assert env["HTTP_ACCEPT"] == "a/b"
     assert env["HTTP_CONNECTION"] == "close"
+
+
+def test_non_ascii_bytes_are_latin_1_in_the_environ(running: Running) -> None:
+    """SPEC §3.8: header values and the target are latin-1 text, each byte one code point
+    (0x80 to 0xFF included); the path is percent-decoded first."""
+    raw = (
+        b"GET /%65nv?q=%E9 HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9 \xff\r\nConnection: close\r\n\r\n"
+    )
+    env = json.loads(body_of(running.exchange(raw)))
+    assert env["PATH_INFO"] == "/env"
+    assert env["QUERY_STRING"] == "q=%E9"
+    assert env["REQUEST_URI"] == "/%65nv?q=%E9"
+    assert env["HTTP_X_NAME"] == "caf\xe9 \xff"

@@ -226,7 +226,13 @@ pub struct RequestHead {
     target: Span,
     version: Version,
     body: BodyKind,
+    /// Which of `Connection` and `Expect` are among the fields (`MENTIONS_*`): most heads
+    /// have neither, and the questions about them are then answered without a look.
+    mentions: u8,
 }
+
+const MENTIONS_CONNECTION: u8 = 1;
+const MENTIONS_EXPECT: u8 = 2;
 
 impl RequestHead {
     /// The method, as sent (a token with no lower-case letter).
@@ -275,6 +281,11 @@ impl RequestHead {
         values.next().is_none().then_some(first)
     }
 
+    /// True when a `Connection` field is among the kept fields.
+    pub fn has_connection(&self) -> bool {
+        self.mentions & MENTIONS_CONNECTION != 0
+    }
+
     /// How the body is framed.
     pub fn body(&self) -> BodyKind {
         self.body
@@ -289,6 +300,7 @@ impl RequestHead {
     /// case-insensitively over the whole value (SPEC §3.7: `keep-alive, close` does not count).
     pub fn wants_close(&self) -> bool {
         self.version == Version::Http11
+            && self.has_connection()
             && self
                 .single_header(b"connection")
                 .is_some_and(|value| value.eq_ignore_ascii_case(b"close"))
@@ -298,6 +310,7 @@ impl RequestHead {
     /// (case-insensitive, whole value; SPEC §3.7).
     pub fn wants_keep_alive(&self) -> bool {
         self.version == Version::Http10
+            && self.has_connection()
             && self
                 .single_header(b"connection")
                 .is_some_and(|value| value.eq_ignore_ascii_case(b"keep-alive"))
@@ -307,6 +320,7 @@ impl RequestHead {
     /// (case-insensitive; RFC 9110 §10.1.1, SPEC §3.6).
     pub fn wants_continue(&self) -> bool {
         self.version == Version::Http11
+            && self.mentions & MENTIONS_EXPECT != 0
             && self
                 .single_header(b"expect")
                 .is_some_and(|value| value.eq_ignore_ascii_case(b"100-continue"))
@@ -374,6 +388,8 @@ pub struct HeadParser {
     content_type: Single,
     content_length: Single,
     transfer_encoding: Single,
+    /// Which of `Connection` and `Expect` the head has (`MENTIONS_*`).
+    mentions: u8,
     error: Option<ProtoError>,
     /// Bytes examined, for the linear-time test (CVE-2020-5236).
     #[cfg(test)]
@@ -395,6 +411,7 @@ impl HeadParser {
             content_type: Single::default(),
             content_length: Single::default(),
             transfer_encoding: Single::default(),
+            mentions: 0,
             error: None,
             #[cfg(test)]
             work: 0,
@@ -832,6 +849,14 @@ impl HeadParser {
                 Some(&mut self.transfer_encoding)
             }
             12 if name.eq_ignore_ascii_case(b"content-type") => Some(&mut self.content_type),
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                self.mentions |= MENTIONS_CONNECTION;
+                None
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                self.mentions |= MENTIONS_EXPECT;
+                None
+            }
             _ => None,
         };
         if let Some(single) = single {
@@ -865,6 +890,7 @@ impl HeadParser {
             target: line.target,
             version: line.version,
             body,
+            mentions: self.mentions,
         };
         self.reset();
         Ok(head)
@@ -1805,6 +1831,17 @@ mod tests {
         assert!(!ok(&h11(&[])).wants_continue());
         // Only the whole value counts, after SP/HTAB trimming.
         assert!(ok(&h11(&[b"Connection: \tclose "])).wants_close());
+        // The names in any case, among other fields; a dropped `_` name is not one.
+        let mixed = ok(&h11(&[
+            b"X-A: 1",
+            b"cOnNeCtIoN: close",
+            b"EXPECT: 100-continue",
+        ]));
+        assert!(mixed.has_connection() && mixed.wants_close() && mixed.wants_continue());
+        let dropped = ok(&h11(&[b"Connection_: close", b"Expect_: 100-continue"]));
+        assert!(!dropped.has_connection() && !dropped.wants_close());
+        assert!(!dropped.wants_continue());
+        assert!(!ok(&h11(&[b"X-A: 1"])).has_connection());
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Fixture {
             peer: &self.peer,
             disconnected: &self.disconnected,
         };
-        let mut path = String::new();
+        let mut path = None;
         let mut input = None;
         wsgi::request_environ(
             py,

@@ -132,6 +132,9 @@ pub(crate) struct Helpers {
     bytes_io: Py<PyAny>,
     fdopen: Py<PyAny>,
     sys: Py<PyAny>,
+    /// `sys.__dict__`: `sys.stderr` read per request as a dict lookup (what the attribute
+    /// lookup finds, without its machinery).
+    sys_dict: Py<PyDict>,
     split_uri: Py<PyAny>,
     file_wrapper: Py<PyAny>,
     regular_fd: Py<PyAny>,
@@ -154,6 +157,7 @@ impl Helpers {
             bytes_io: attr("io", "BytesIO")?,
             fdopen: attr("os", "fdopen")?,
             sys: py.import("sys")?.into_any().unbind(),
+            sys_dict: py.import("sys")?.dict().unbind(),
             split_uri: attr("waitress.parser", "split_uri")?,
             file_wrapper: attr("waitress.buffers", "ReadOnlyFileBasedBuffer")?,
             regular_fd: attr("waitress.server", "_regular_file_descriptor")?,
@@ -178,16 +182,21 @@ impl Helpers {
 const GENERIC_500: &str = "The server encountered an unexpected internal server error";
 
 /// A str from bytes decoded as latin-1 (every byte is one code point).
-fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        return PyString::new(py, std::str::from_utf8(bytes).unwrap_or_default());
-    }
-    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &text)
+/// The interpreter's own latin-1 decoder: one pass, no UTF-8 validation or re-encoding.
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let len = pyo3::ffi::Py_ssize_t::try_from(bytes.len())
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("header too long"))?;
+    // SAFETY: `bytes` is valid for `len` bytes for the whole call, which copies them; the
+    // GIL is held (`py`); a null errors argument means "strict" (latin-1 cannot fail).
+    let text = unsafe {
+        let ptr = pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
+        Bound::from_owned_ptr_or_err(py, ptr)?
+    };
+    Ok(text.cast_into::<PyString>()?)
 }
 
 /// The request method as a str: the common ones interned, so no str is made for them.
-fn method<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+fn method<'py>(py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let interned = match name {
         b"GET" => intern!(py, "GET"),
         b"POST" => intern!(py, "POST"),
@@ -198,7 +207,7 @@ fn method<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
         b"PATCH" => intern!(py, "PATCH"),
         _ => return latin1(py, name),
     };
-    interned.clone()
+    Ok(interned.clone())
 }
 
 /// Percent-decode as Python's `urllib.parse.unquote_to_bytes` does: `%XX` with two hex
@@ -241,7 +250,7 @@ fn split_target<'py>(
         let mut parts = before_fragment.splitn(2, |&b| b == b'?');
         let path = parts.next().unwrap_or_default();
         let query = parts.next().unwrap_or_default();
-        return Ok((latin1(py, &unquote(path)), latin1(py, query)));
+        return Ok((latin1(py, &unquote(path))?, latin1(py, query)?));
     }
     // Rule 1: the rare forms go through the Python function (urlsplit semantics).
     let parts = helpers
@@ -405,7 +414,11 @@ impl Call {
         let facts = RequestFacts {
             http11: matches!(head.version(), Version::Http11),
             is_head: head.is_head(),
-            connection: joined_lowercase(head, b"connection"),
+            connection: if head.has_connection() {
+                joined_lowercase(head, b"connection")
+            } else {
+                String::new()
+            },
             wants_close: head.wants_close(),
         };
         Self {
@@ -942,25 +955,37 @@ fn build_environ<'py>(
     site: &Site,
     helpers: &Helpers,
     request: &Facts<'_>,
-    path: &str,
+    path: &Bound<'py, PyString>,
     query: &Bound<'py, PyString>,
     input: &Bound<'py, PyAny>,
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
     let env = site.template(py, helpers)?.copy()?;
-    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
-    env.set_item(
-        intern!(py, "PATH_INFO"),
-        path_info(path, &site.url_prefix).as_ref(),
+    put(
+        &env,
+        intern!(py, "REQUEST_METHOD"),
+        &method(py, head.method())?,
     )?;
-    env.set_item(intern!(py, "QUERY_STRING"), query)?;
-    env.set_item(intern!(py, "REQUEST_URI"), latin1(py, head.target()))?;
+    let decoded = path.to_str()?;
+    match path_info(decoded, &site.url_prefix) {
+        // The decoded path as it is (no prefix, no leading `//`): its str again.
+        Cow::Borrowed(info) if info.len() == decoded.len() => {
+            put(&env, intern!(py, "PATH_INFO"), path)?;
+        }
+        info => put(&env, intern!(py, "PATH_INFO"), &PyString::new(py, &info))?,
+    }
+    put(&env, intern!(py, "QUERY_STRING"), query)?;
+    put(
+        &env,
+        intern!(py, "REQUEST_URI"),
+        &latin1(py, head.target())?,
+    )?;
     let protocol = match head.version() {
         Version::Http11 => intern!(py, "HTTP/1.1"),
         Version::Http10 => intern!(py, "HTTP/1.0"),
     };
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
+    put(&env, intern!(py, "SERVER_PROTOCOL"), protocol)?;
     let (addr, port) = match request.peer {
         Peer::Tcp(addr) => (peer_ip(py, addr.ip()), port_string(py, addr.port())),
         Peer::Unix => (
@@ -968,14 +993,16 @@ fn build_environ<'py>(
             intern!(py, "None").clone(),
         ),
     };
-    env.set_item(intern!(py, "REMOTE_ADDR"), &addr)?;
-    env.set_item(intern!(py, "REMOTE_HOST"), &addr)?;
-    env.set_item(intern!(py, "REMOTE_PORT"), port)?;
-    env.set_item(intern!(py, "wsgi.input"), input)?;
-    env.set_item(
-        intern!(py, "wsgi.errors"),
-        helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
-    )?;
+    put(&env, intern!(py, "REMOTE_ADDR"), &addr)?;
+    put(&env, intern!(py, "REMOTE_HOST"), &addr)?;
+    put(&env, intern!(py, "REMOTE_PORT"), &port)?;
+    put(&env, intern!(py, "wsgi.input"), input)?;
+    let errors = match helpers.sys_dict.bind(py).get_item(intern!(py, "stderr"))? {
+        Some(errors) => errors,
+        // Deleted: the attribute lookup raises what Python would.
+        None => helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
+    };
+    put(&env, intern!(py, "wsgi.errors"), &errors)?;
     let check = ClientDisconnectedCheck {
         flag: Arc::clone(request.disconnected),
     };
@@ -1009,9 +1036,9 @@ fn build_environ<'py>(
         }
     }
     for (name, value) in fields {
-        let value = latin1(py, &value);
+        let value = latin1(py, &value)?;
         if let Some(interned) = environ_key(py, name) {
-            env.set_item(interned, value)?;
+            put(&env, interned, &value)?;
         } else {
             // Field names are tokens (checked by the parser), so ASCII.
             let mut key = String::with_capacity(5 + name.len());
@@ -1021,6 +1048,22 @@ fn build_environ<'py>(
         }
     }
     Ok(env)
+}
+
+/// `env[key] = value`, both borrowed, without pyo3's conversions of a `set_item` (the
+/// environ's fourteen-odd stores per request).
+fn put<T>(
+    env: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    value: &Bound<'_, T>,
+) -> PyResult<()> {
+    // SAFETY: the three are live objects, borrowed for the call with the GIL held (a Bound
+    // proves both); PyDict_SetItem takes its own references and steals none.
+    let status = unsafe { pyo3::ffi::PyDict_SetItem(env.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if status < 0 {
+        return Err(PyErr::fetch(env.py()));
+    }
+    Ok(())
 }
 
 /// A field name's byte in its CGI form: upper case, `-` as `_`.
@@ -1307,7 +1350,7 @@ pub(crate) fn serve(
     let head = &head;
     let call = Call::new(Some(responder), head, site, helpers, closing);
     let call = Bound::new(py, call)?;
-    let mut path = String::new();
+    let mut path: Option<Bound<'_, PyString>> = None;
     let mut input: Option<Bound<'_, PyAny>> = None;
     let outcome = (|| -> PyResult<()> {
         let facts = Facts {
@@ -1337,7 +1380,8 @@ pub(crate) fn serve(
             last: pending,
         },
         Err(err) if err.is_instance(py, helpers.client_disconnected.bind(py)) => {
-            logger.call_method1("info", ("Client disconnected while serving %s", &path))?;
+            let path = path.unwrap_or_else(|| PyString::new(py, ""));
+            logger.call_method1("info", ("Client disconnected while serving %s", path))?;
             Ending::Finish {
                 keep_alive: false,
                 last: Vec::new(),
@@ -1353,7 +1397,10 @@ pub(crate) fn serve(
             kwargs.set_item("exc_info", err.value(py))?;
             logger.call_method(
                 "error",
-                ("Exception while serving %s", &path),
+                (
+                    "Exception while serving %s",
+                    path.unwrap_or_else(|| PyString::new(py, "")),
+                ),
                 Some(&kwargs),
             )?;
             Ending::Abort(if site.expose_tracebacks {
@@ -1385,12 +1432,14 @@ pub(crate) fn request_environ<'py>(
     helpers: &Helpers,
     request: &Facts<'_>,
     body: RequestBody,
-    path: &mut String,
+    path: &mut Option<Bound<'py, PyString>>,
     input: &mut Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (decoded, query) = split_target(py, helpers, request.head.target())?;
-    decoded.to_str()?.clone_into(path);
+    *path = Some(decoded.clone());
     let (stream, body_len) = body_stream(py, helpers, body)?;
     *input = Some(stream.clone());
-    build_environ(py, site, helpers, request, path, &query, &stream, body_len)
+    build_environ(
+        py, site, helpers, request, &decoded, &query, &stream, body_len,
+    )
 }

@@ -335,6 +335,8 @@ async fn run<S: Transport>(
         out: Vec::new(),
         date: DateCache::new(),
         replies: None,
+        budget: None,
+        disconnected: None,
         timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
     };
     let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
@@ -430,6 +432,23 @@ pub(crate) fn anonymous_file(prefix: &str) -> io::Result<std::fs::File> {
     }
 }
 
+/// `fresh` in the `Arc` of `slot` when nothing else holds that any more (no allocation),
+/// else in a new one; the slot keeps a handle on it for next time.
+fn renewed<T>(slot: &mut Option<Arc<T>>, fresh: T) -> Arc<T> {
+    let arc = match slot.take() {
+        Some(mut arc) => match Arc::get_mut(&mut arc) {
+            Some(inner) => {
+                *inner = fresh;
+                arc
+            }
+            None => Arc::new(fresh),
+        },
+        None => Arc::new(fresh),
+    };
+    *slot = Some(Arc::clone(&arc));
+    arc
+}
+
 struct Session<'a, S> {
     stream: Arc<S>,
     conn: Conn,
@@ -440,6 +459,10 @@ struct Session<'a, S> {
     date: DateCache,
     /// The reply channel, kept between requests (`respond`).
     replies: Option<(mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>)>,
+    /// The last request's output budget and client-gone flag, reused by the next request
+    /// when nothing else still holds them (`hand_over`).
+    budget: Option<Arc<Budget>>,
+    disconnected: Option<Arc<AtomicBool>>,
     /// The connection's one read timer, moved only when a wait needs an earlier deadline
     /// (`read_until`): a request costs no timer registration (and no driver wake-up).
     timer: Pin<Box<Sleep>>,
@@ -751,11 +774,14 @@ impl<S: Transport> Session<'_, S> {
         body: RequestBody,
     ) -> (Arc<Budget>, Arc<AtomicBool>) {
         let config = &self.shared.config;
-        let budget = Arc::new(Budget::new(
-            config.outbuf_high_watermark,
-            config.outbuf_overflow,
-        ));
-        let disconnected = Arc::new(AtomicBool::new(self.conn.is_peer_closed()));
+        let budget = renewed(
+            &mut self.budget,
+            Budget::new(config.outbuf_high_watermark, config.outbuf_overflow),
+        );
+        let disconnected = renewed(
+            &mut self.disconnected,
+            AtomicBool::new(self.conn.is_peer_closed()),
+        );
         let request = Request {
             head,
             body,
