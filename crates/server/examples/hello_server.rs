@@ -10,6 +10,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use waitress_http::encode::DateCache;
+use waitress_http::request::{RequestHead, Version};
 use waitress_server::{
     serve, Crew, Handler, Level, Listener, LogSink, Request, Responder, ServerConfig, StopHandle,
 };
@@ -34,20 +38,49 @@ impl LogSink for Quiet {
     fn log(&self, _level: Level, _message: String) {}
 }
 
-fn answer(mut responder: Responder) {
-    let headers = vec![
-        ("Content-Type".to_owned(), "text/plain".to_owned()),
-        ("Content-Length".to_owned(), BODY.len().to_string()),
-    ];
-    // An error means the client is gone: nothing is left to do for this request.
-    if responder.start("200 OK", headers).is_ok() && responder.write(BODY.to_vec()).is_ok() {
-        let _ = responder.finish();
+/// The whole response, framed here as the Python crate frames its own (head and body in
+/// one piece), sent by `Responder::finish_raw`.
+fn response(http11: bool, close: bool) -> Vec<u8> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let date = DateCache::format(secs);
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(if http11 { b"HTTP/1.1" } else { b"HTTP/1.0" });
+    out.extend_from_slice(b" 200 OK\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: 13\r\n");
+    out.extend_from_slice(b"Content-Type: text/plain\r\nDate: ");
+    out.extend_from_slice(&date);
+    out.extend_from_slice(b"\r\nServer: waitress\r\n\r\n");
+    out.extend_from_slice(BODY);
+    out
+}
+
+/// Whether the request lets the connection stay open (SPEC §3.7, as the Python crate
+/// decides it for a response with a Content-Length).
+fn keeps_alive(head: &RequestHead) -> bool {
+    match head.version() {
+        Version::Http11 => !head.wants_close(),
+        Version::Http10 => head.wants_keep_alive(),
     }
 }
 
 fn work(crew: &Crew) {
-    while let Some((_request, responder)) = crew.next() {
-        answer(responder);
+    // Each response ends as the next request is awaited (`Crew::next_after`): inside the
+    // runtime when this worker leads, as the Python crate's workers end theirs.
+    let mut ending: Option<(Responder, bool, bool)> = None;
+    while let Some((request, responder)) = crew.next_after(|| {
+        if let Some((responder, http11, close)) = ending.take() {
+            // An error means the client is gone: nothing is left to do for this request.
+            let _ = responder.finish_raw(response(http11, close), !close);
+        }
+    }) {
+        let close = request.closing || !keeps_alive(&request.head);
+        let http11 = request.head.version() == Version::Http11;
+        ending = Some((responder, http11, close));
     }
 }
 
