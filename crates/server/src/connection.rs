@@ -919,3 +919,30 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::renewed;
+
+    #[test]
+    fn renewed_reuses_what_nothing_else_holds_and_never_what_is_still_held() {
+        let mut slot = None;
+        let first = renewed(&mut slot, AtomicBool::new(true));
+        assert!(first.load(Ordering::Acquire));
+        // Still held by the last request (an application that kept its environ): the next
+        // request gets its own flag, and the old one keeps its value.
+        let second = renewed(&mut slot, AtomicBool::new(false));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(first.load(Ordering::Acquire) && !second.load(Ordering::Acquire));
+        // Let go of: the same allocation, with the fresh value.
+        let address = Arc::as_ptr(&second);
+        drop(second);
+        let third = renewed(&mut slot, AtomicBool::new(true));
+        assert_eq!(Arc::as_ptr(&third), address);
+        assert!(third.load(Ordering::Acquire));
+        assert_eq!(Arc::strong_count(&third), 2, "the slot keeps a handle");
+    }
+}
