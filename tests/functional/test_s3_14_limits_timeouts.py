@@ -143,15 +143,16 @@ def test_connection_limit_pauses_accepting(caplog: pytest.LogCaptureFixture) -> 
     assert any("dropped below the connection limit" in m for m in messages)
 
 
-def _open_output_spill_files() -> int:
-    """Descriptors of this process open on a (deleted) response spill file."""
-    count = 0
+def _open_output_spill_files() -> list[int]:
+    """The sizes of the (deleted) response spill files this process has open."""
+    sizes = []
     for fd in os.listdir("/proc/self/fd"):
         try:
-            count += "waitress-out-" in os.readlink(f"/proc/self/fd/{fd}")
+            if "waitress-out-" in os.readlink(f"/proc/self/fd/{fd}"):
+                sizes.append(os.stat(f"/proc/self/fd/{fd}").st_size)
         except OSError:
             pass
-    return count
+    return sizes
 
 
 def test_outbuf_high_watermark_bounds_output_and_outbuf_overflow_spills() -> None:
@@ -169,11 +170,15 @@ def test_outbuf_high_watermark_bounds_output_and_outbuf_overflow_spills() -> Non
             # watermark, one 64 KiB write and the kernel's socket buffers (a few MiB on
             # loopback) are in flight, far below the 50 MiB the app offers.
             assert stalled_at < watermark + 8 * 1024 * 1024, stalled_at
-            assert _open_output_spill_files() > 0, "pending output past outbuf_overflow"
+            assert _open_output_spill_files(), "pending output past outbuf_overflow"
             received = len(read_all(sock))
         assert received > 50 * 1024 * 1024
         assert functional_apps.FLOODED[0] == 800 * 65536
-        assert _open_output_spill_files() == 0, "spill files go once the output is written"
+        # Once the output is written, what stays open is the worker's few small spare
+        # files (outbuf.rs rule 4: up to 3 a worker, none past 4 MiB); the others closed.
+        kept = _open_output_spill_files()
+        assert len(kept) <= 3 * 4, kept
+        assert all(size <= 4 * 1024 * 1024 + 65536 for size in kept), kept
     finally:
         server.stop()
 
@@ -255,7 +260,7 @@ def test_outbuf_overflow_spilled_output_arrives_whole_and_in_order(query: str) -
         with server.connect() as sock:
             sock.sendall(f"GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             time.sleep(0.5)
-            assert _open_output_spill_files() > 0, "pending output past outbuf_overflow"
+            assert _open_output_spill_files(), "pending output past outbuf_overflow"
             raw = read_all(sock) if query == "chunked" else _read_response(sock)
     finally:
         server.stop()
