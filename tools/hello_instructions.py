@@ -30,33 +30,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def count(requests: int) -> int:
+def start_server(out_file: str, stderr: int) -> tuple[subprocess.Popen[str], socket.socket]:
+    """``waitress-serve`` (threads=1) under callgrind writing to `out_file`, and a
+    connection to it once it listens."""
     port = free_port()
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
     command += [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=1"]
     command += ["tests.apps.hello_app:app"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=stderr, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            return proc, socket.create_connection(("127.0.0.1", port), timeout=60)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise SystemExit("the server did not start under valgrind") from None
+            time.sleep(0.2)
+
+
+def ask(sock: socket.socket, requests: int) -> None:
+    """`requests` keep-alive hello requests on `sock`, each answer read whole."""
+    for _ in range(requests):
+        sock.sendall(REQUEST)
+        got = b""
+        while not got.endswith(b"hello from waitress-rs"):
+            piece = sock.recv(65536)
+            if not piece:
+                raise SystemExit(f"connection closed early: {got!r}")
+            got += piece
+
+
+def count(requests: int) -> int:
+    proc, sock = start_server("/dev/null", subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the server did not start under valgrind") from None
-                time.sleep(0.2)
         with sock:
-            for _ in range(requests):
-                sock.sendall(REQUEST)
-                got = b""
-                while not got.endswith(b"hello from waitress-rs"):
-                    piece = sock.recv(65536)
-                    if not piece:
-                        raise SystemExit(f"connection closed early: {got!r}")
-                    got += piece
+            ask(sock, requests)
         os.killpg(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
     finally:

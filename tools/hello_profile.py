@@ -17,16 +17,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hello_instructions import REQUEST, ROOT, WARMUP, free_port
+from hello_instructions import WARMUP, ask, start_server
 
 TOP = 60
 #: Path prefixes that only make the names long.
@@ -37,33 +35,9 @@ NOISE = re.compile(
 ENTRY = re.compile(r"\s*([\d,]+) \([ \d.]+%\)\s+(\*|>)?\s*(.*)")
 
 
-def ask(sock: socket.socket, requests: int) -> None:
-    for _ in range(requests):
-        sock.sendall(REQUEST)
-        got = b""
-        while not got.endswith(b"hello from waitress-rs"):
-            piece = sock.recv(65536)
-            if not piece:
-                raise SystemExit(f"connection closed early: {got!r}")
-            got += piece
-
-
 def profile(requests: int, out: Path) -> None:
-    port = free_port()
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    command += [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=1"]
-    command += ["tests.apps.hello_app:app"]
-    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, sock = start_server(str(out), subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the server did not start under valgrind") from None
-                time.sleep(0.2)
         with sock:
             ask(sock, WARMUP)
             control = ["callgrind_control"]
