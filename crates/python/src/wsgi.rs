@@ -1012,12 +1012,12 @@ fn build_environ<'py>(
     // building it; only a field without an interned key gets its key built.
     let mut fields: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
     for (name, value) in head.headers() {
-        if is_cgi(name, "TRANSFER_ENCODING")
+        if is_cgi(name, b"TRANSFER_ENCODING")
             || (site.drop_proxy_headers && PROXY_HEADERS.iter().any(|key| is_cgi(name, key)))
         {
             continue;
         }
-        if let Some((_, joined)) = fields.iter_mut().find(|(seen, _)| same_cgi(seen, name)) {
+        if let Some((_, joined)) = fields.iter_mut().find(|(seen, _)| is_cgi(seen, name)) {
             let joined = joined.to_mut();
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value);
@@ -1029,7 +1029,7 @@ fn build_environ<'py>(
         let length = Cow::Owned(body_len.to_string().into_bytes());
         match fields
             .iter_mut()
-            .find(|(name, _)| is_cgi(name, "CONTENT_LENGTH"))
+            .find(|(name, _)| is_cgi(name, b"CONTENT_LENGTH"))
         {
             Some((_, value)) => *value = length,
             None => fields.push((b"Content-Length", length)),
@@ -1074,45 +1074,41 @@ fn cgi_byte(b: u8) -> u8 {
     }
 }
 
-/// Whether field name `name` has the CGI form `key` (upper case, `_` for `-`).
-fn is_cgi(name: &[u8], key: &str) -> bool {
-    name.len() == key.len() && name.iter().zip(key.bytes()).all(|(&b, k)| cgi_byte(b) == k)
-}
-
-/// Whether two field names have the same CGI form.
-fn same_cgi(a: &[u8], b: &[u8]) -> bool {
+/// Whether two field names have the same CGI form (a CGI key, such as `CONTENT_LENGTH`,
+/// is its own CGI form).
+fn is_cgi(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| cgi_byte(x) == cgi_byte(y))
 }
 
 /// `waitress.proxy_headers.PROXY_HEADERS`, as CGI names without `HTTP_`.
-const PROXY_HEADERS: [&str; 6] = [
-    "FORWARDED",
-    "X_FORWARDED_FOR",
-    "X_FORWARDED_HOST",
-    "X_FORWARDED_PROTO",
-    "X_FORWARDED_PORT",
-    "X_FORWARDED_BY",
+const PROXY_HEADERS: [&[u8]; 6] = [
+    b"FORWARDED",
+    b"X_FORWARDED_FOR",
+    b"X_FORWARDED_HOST",
+    b"X_FORWARDED_PROTO",
+    b"X_FORWARDED_PORT",
+    b"X_FORWARDED_BY",
 ];
 
 /// The environ key of a common header field, interned (no allocation, hash cached).
 fn environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<&'py Bound<'py, PyString>> {
-    let key = |cgi: &str, key: &'py Bound<'py, PyString>| is_cgi(name, cgi).then_some(key);
+    let key = |cgi: &[u8], key: &'py Bound<'py, PyString>| is_cgi(name, cgi).then_some(key);
     // By length first: one comparison for most names.
     match name.len() {
-        4 => key("HOST", intern!(py, "HTTP_HOST")),
-        6 => key("ACCEPT", intern!(py, "HTTP_ACCEPT"))
-            .or_else(|| key("COOKIE", intern!(py, "HTTP_COOKIE")))
-            .or_else(|| key("ORIGIN", intern!(py, "HTTP_ORIGIN"))),
-        7 => key("REFERER", intern!(py, "HTTP_REFERER")),
-        10 => key("USER_AGENT", intern!(py, "HTTP_USER_AGENT"))
-            .or_else(|| key("CONNECTION", intern!(py, "HTTP_CONNECTION"))),
-        12 => key("CONTENT_TYPE", intern!(py, "CONTENT_TYPE")),
-        13 => key("CACHE_CONTROL", intern!(py, "HTTP_CACHE_CONTROL")),
-        14 => key("CONTENT_LENGTH", intern!(py, "CONTENT_LENGTH")),
-        15 => key("ACCEPT_ENCODING", intern!(py, "HTTP_ACCEPT_ENCODING"))
-            .or_else(|| key("ACCEPT_LANGUAGE", intern!(py, "HTTP_ACCEPT_LANGUAGE")))
-            .or_else(|| key("X_FORWARDED_FOR", intern!(py, "HTTP_X_FORWARDED_FOR"))),
-        17 => key("X_FORWARDED_PROTO", intern!(py, "HTTP_X_FORWARDED_PROTO")),
+        4 => key(b"HOST", intern!(py, "HTTP_HOST")),
+        6 => key(b"ACCEPT", intern!(py, "HTTP_ACCEPT"))
+            .or_else(|| key(b"COOKIE", intern!(py, "HTTP_COOKIE")))
+            .or_else(|| key(b"ORIGIN", intern!(py, "HTTP_ORIGIN"))),
+        7 => key(b"REFERER", intern!(py, "HTTP_REFERER")),
+        10 => key(b"USER_AGENT", intern!(py, "HTTP_USER_AGENT"))
+            .or_else(|| key(b"CONNECTION", intern!(py, "HTTP_CONNECTION"))),
+        12 => key(b"CONTENT_TYPE", intern!(py, "CONTENT_TYPE")),
+        13 => key(b"CACHE_CONTROL", intern!(py, "HTTP_CACHE_CONTROL")),
+        14 => key(b"CONTENT_LENGTH", intern!(py, "CONTENT_LENGTH")),
+        15 => key(b"ACCEPT_ENCODING", intern!(py, "HTTP_ACCEPT_ENCODING"))
+            .or_else(|| key(b"ACCEPT_LANGUAGE", intern!(py, "HTTP_ACCEPT_LANGUAGE")))
+            .or_else(|| key(b"X_FORWARDED_FOR", intern!(py, "HTTP_X_FORWARDED_FOR"))),
+        17 => key(b"X_FORWARDED_PROTO", intern!(py, "HTTP_X_FORWARDED_PROTO")),
         _ => None,
     }
 }
