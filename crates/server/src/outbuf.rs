@@ -11,11 +11,11 @@
 //!    response therefore stays near `outbuf_overflow` plus the one write in hand.
 //! 3. Once the connection is done with the response, the budget is closed: a blocked write
 //!    wakes and fails, and so does every later one.
-//! 4. A worker keeps up to `SPARES` spill files that took at most `SPARE_MAX` bytes, and a
-//!    response it spills later reuses one (from offset 0) once no piece of it is waiting: no
-//!    file created, unlinked and closed per spilling response, and the pages written before
-//!    are already cached (stream: −15% CPU a response). A worker so holds at most
-//!    `SPARES` × `SPARE_MAX` of deleted temp files (docs/limits.md).
+//! 4. The process keeps up to `SPARES` (2) spill files that took at most `SPARE_MAX` bytes,
+//!    and a response that spills later reuses one (from offset 0) once no piece of it is
+//!    waiting: no file created, unlinked and closed per spilling response, and the pages
+//!    written before are already cached (stream: −15% CPU a response). At most 2 open
+//!    deleted temp files of 4 MiB stay between responses (docs/limits.md).
 
 use std::fs::File;
 use std::io;
@@ -137,57 +137,74 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// Spill files a thread keeps for its next responses (rule 4).
-const SPARES: usize = 3;
+/// Spill files the process keeps for later responses (rule 4): no more than the open
+/// files a leak check may tolerate.
+const SPARES: usize = 2;
 
 /// The most bytes a spill file may have taken and still be kept as a spare (rule 4).
 const SPARE_MAX: u64 = 4 << 20;
 
-thread_local! {
-    /// This thread's spare spill files (rule 4).
-    static SPARE: std::cell::RefCell<Vec<Arc<File>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Spare spill files (rule 4).
+#[derive(Debug)]
+pub(crate) struct Spares(Mutex<Vec<Arc<File>>>);
 
-/// A spill file for a response that starts spilling: one of this thread's spare ones that
-/// no waiting piece uses any more (rule 4), else a new anonymous file.
-fn spill_file() -> io::Result<Arc<File>> {
-    let free = SPARE.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        // `get_mut` is the uniqueness check that synchronises with the last piece's drop.
-        let at = slot
-            .iter_mut()
-            .position(|file| Arc::get_mut(file).is_some())?;
-        Some(slot.swap_remove(at))
-    });
-    match free {
-        Some(file) => Ok(file),
-        None => Ok(Arc::new(crate::connection::anonymous_file("waitress-out")?)),
+impl Spares {
+    pub(crate) const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
     }
-}
 
-/// Keep `file`, which took `written` bytes, among this thread's spare spill files: not
-/// one past `SPARE_MAX` (it closes once its pieces are written), and in place of one still
-/// in use when the thread has `SPARES` already.
-fn keep_spare(file: Arc<File>, written: u64) {
-    if written > SPARE_MAX {
-        return;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<File>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    SPARE.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.len() < SPARES {
-            slot.push(file);
-        } else if let Some(old) = slot.iter_mut().find(|old| Arc::strong_count(old) > 1) {
+
+    /// A spill file for a response that starts spilling: a spare one that no waiting piece
+    /// uses any more, else a new anonymous file.
+    fn take(&self) -> io::Result<Arc<File>> {
+        let free = {
+            let mut spares = self.lock();
+            // `get_mut` is the uniqueness check that synchronises with the last piece's drop.
+            spares
+                .iter_mut()
+                .position(|file| Arc::get_mut(file).is_some())
+                .map(|at| spares.swap_remove(at))
+        };
+        match free {
+            Some(file) => Ok(file),
+            None => Ok(Arc::new(crate::connection::anonymous_file("waitress-out")?)),
+        }
+    }
+
+    /// Keep `file`, which took `written` bytes, as a spare: not one past `SPARE_MAX` (it
+    /// closes once its pieces are written), and in place of one still in use when there
+    /// are `SPARES` already.
+    fn keep(&self, file: Arc<File>, written: u64) {
+        if written > SPARE_MAX {
+            return;
+        }
+        let mut spares = self.lock();
+        if spares.len() < SPARES {
+            spares.push(file);
+        } else if let Some(old) = spares.iter_mut().find(|old| Arc::strong_count(old) > 1) {
             *old = file;
         }
-    });
+    }
 }
 
+/// The process's spare spill files (rule 4).
+static SPARE_FILES: Spares = Spares::new();
+
 /// The writer's current spill file (rule 2).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Spill {
     file: Option<Arc<File>>,
     written: u64,
+    spares: &'static Spares,
+}
+
+impl Default for Spill {
+    fn default() -> Self {
+        Self::keeping_in(&SPARE_FILES)
+    }
 }
 
 /// A stretch of a spill file holding pending output.
@@ -199,6 +216,15 @@ pub(crate) struct Spilled {
 }
 
 impl Spill {
+    /// A spill that takes and keeps its spare files in `spares`.
+    pub(crate) fn keeping_in(spares: &'static Spares) -> Self {
+        Self {
+            file: None,
+            written: 0,
+            spares,
+        }
+    }
+
     /// Append `data` to the spill file, starting a fresh file when the current one has taken
     /// `rotate_after` bytes.
     pub(crate) fn append(&mut self, data: &[u8], rotate_after: usize) -> io::Result<Spilled> {
@@ -206,9 +232,9 @@ impl Spill {
         let file = match &self.file {
             Some(file) if self.written < rotate_after => Arc::clone(file),
             _ => {
-                let file = spill_file()?;
+                let file = self.spares.take()?;
                 if let Some(old) = self.file.replace(Arc::clone(&file)) {
-                    keep_spare(old, self.written);
+                    self.spares.keep(old, self.written);
                 }
                 self.written = 0;
                 file
@@ -228,7 +254,7 @@ impl Spill {
 impl Drop for Spill {
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
-            keep_spare(file, self.written);
+            self.spares.keep(file, self.written);
         }
     }
 }
@@ -315,12 +341,13 @@ mod tests {
 
     #[test]
     fn a_spill_file_is_reused_once_no_piece_of_it_waits() -> io::Result<()> {
-        let mut spill = Spill::default();
+        static POOL: Spares = Spares::new();
+        let mut spill = Spill::keeping_in(&POOL);
         let old = spill.append(b"first response", 1 << 20)?;
         let old_file = Arc::as_ptr(&old.file);
         drop(spill);
         drop(old);
-        let mut spill = Spill::default();
+        let mut spill = Spill::keeping_in(&POOL);
         let new = spill.append(b"second", 1 << 20)?;
         assert_eq!(Arc::as_ptr(&new.file), old_file, "the spare file is taken");
         assert_eq!(new.offset, 0);
@@ -332,10 +359,11 @@ mod tests {
 
     #[test]
     fn a_spill_file_with_a_piece_still_waiting_is_not_reused() -> io::Result<()> {
-        let mut spill = Spill::default();
+        static POOL: Spares = Spares::new();
+        let mut spill = Spill::keeping_in(&POOL);
         let waiting = spill.append(b"still being sent", 1 << 20)?;
         drop(spill);
-        let mut spill = Spill::default();
+        let mut spill = Spill::keeping_in(&POOL);
         let new = spill.append(b"next response", 1 << 20)?;
         assert!(!Arc::ptr_eq(&new.file, &waiting.file));
         let mut back = [0u8; 16];
@@ -346,20 +374,34 @@ mod tests {
 
     #[test]
     fn a_spill_file_past_the_spare_limit_is_not_kept() -> io::Result<()> {
+        static POOL: Spares = Spares::new();
         let big = vec![7u8; usize::try_from(SPARE_MAX).unwrap_or(usize::MAX) + 1];
-        let mut spill = Spill::default();
+        let mut spill = Spill::keeping_in(&POOL);
         let piece = spill.append(&big, usize::MAX)?;
         drop(spill);
         drop(piece);
-        assert_eq!(
-            SPARE.with(|slot| slot.borrow().len()),
-            0,
-            "closed, not kept"
-        );
-        let mut spill = Spill::default();
+        assert_eq!(POOL.lock().len(), 0, "closed, not kept");
+        let mut spill = Spill::keeping_in(&POOL);
         spill.append(b"small", usize::MAX)?;
         drop(spill);
-        assert_eq!(SPARE.with(|slot| slot.borrow().len()), 1);
+        assert_eq!(POOL.lock().len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn no_more_than_spares_files_are_kept() -> io::Result<()> {
+        static POOL: Spares = Spares::new();
+        // Each response's piece still waits, so each needs a file of its own.
+        let mut waiting = Vec::new();
+        for _ in 0..SPARES + 2 {
+            let mut spill = Spill::keeping_in(&POOL);
+            waiting.push(spill.append(b"in use", 1 << 20)?);
+        }
+        assert_eq!(
+            POOL.lock().len(),
+            SPARES,
+            "the rest close with their pieces"
+        );
         Ok(())
     }
 }
