@@ -30,6 +30,7 @@ use waitress_http::ProtoError;
 
 use crate::handler::{Piece, Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
+use crate::stop::{Stage, StopWatch};
 use crate::{Level, Peer, Shared};
 
 /// Bytes read per socket read while a request runs (lookahead, SPEC §3.7).
@@ -338,6 +339,7 @@ async fn run<S: Transport>(
         budget: None,
         disconnected: None,
         timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
+        stop: shared.stop.watch(),
     };
     let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
     if let Err(err) = session.serve().await {
@@ -466,6 +468,8 @@ struct Session<'a, S> {
     /// The connection's one read timer, moved only when a wait needs an earlier deadline
     /// (`read_until`): a request costs no timer registration (and no driver wake-up).
     timer: Pin<Box<Sleep>>,
+    /// The connection's registration for a stop (stop.rs rule 2).
+    stop: StopWatch,
 }
 
 enum Wait {
@@ -510,7 +514,7 @@ impl<S: Transport> Session<'_, S> {
             let waited = if watch_stop {
                 tokio::select! {
                     result = ready => result?,
-                    () = self.shared.stop.stopped() => Some(Wait::Stopped),
+                    () = self.stop.stopped(Stage::Graceful) => Some(Wait::Stopped),
                 }
             } else {
                 ready.await?
@@ -744,7 +748,7 @@ impl<S: Transport> Session<'_, S> {
             && self.conn.buffered() < config.limits.max_request_header_size;
         tokio::select! {
             reply = rx.recv() => Some(reply),
-            () = self.shared.stop.stopped_now() => Some(None),
+            () = self.stop.stopped(Stage::Now) => Some(None),
             ready = self.stream.wait_readable(), if watch => {
                 let read = match ready {
                     Ok(()) => self.read_ready(LOOKAHEAD_READ),

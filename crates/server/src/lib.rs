@@ -14,6 +14,7 @@ mod connection;
 mod crew;
 pub mod handler;
 mod outbuf;
+mod stop;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,6 +26,8 @@ use waitress_http::Limits;
 
 pub use crew::{Crew, Job};
 pub use handler::{Handler, Lent, Peer, Request, RequestBody, RespondError, Responder};
+use stop::Stage;
+pub use stop::StopHandle;
 
 /// Severity of a log record (the Python `logging` level names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,71 +125,6 @@ impl From<io::Error> for ServerError {
     }
 }
 
-#[derive(Debug, Default)]
-struct StopState {
-    /// 0 running, 1 graceful stop asked, 2 stop now.
-    level: AtomicUsize,
-    notify: Notify,
-}
-
-/// Stops a running [`serve`] from any thread.
-#[derive(Debug, Clone, Default)]
-pub struct StopHandle {
-    state: Arc<StopState>,
-}
-
-impl StopHandle {
-    /// A handle for one run.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stop accepting, let in-flight requests finish (with `Connection: close`) for up to
-    /// `shutdown_timeout`, close idle connections, return. A second call stops at once.
-    pub fn stop_graceful(&self) {
-        let before = self.state.level.fetch_max(1, Ordering::AcqRel);
-        if before >= 1 {
-            self.state.level.store(2, Ordering::Release);
-        }
-        self.state.notify.notify_waiters();
-    }
-
-    /// Stop at once: close every connection and return.
-    pub fn stop_now(&self) {
-        self.state.level.store(2, Ordering::Release);
-        self.state.notify.notify_waiters();
-    }
-
-    /// True once any stop was asked.
-    pub fn is_stopping(&self) -> bool {
-        self.state.level.load(Ordering::Acquire) >= 1
-    }
-
-    fn is_stopping_now(&self) -> bool {
-        self.state.level.load(Ordering::Acquire) >= 2
-    }
-
-    async fn stopped(&self) {
-        loop {
-            let notified = self.state.notify.notified();
-            if self.is_stopping() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    async fn stopped_now(&self) {
-        loop {
-            let notified = self.state.notify.notified();
-            if self.is_stopping_now() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// What every connection task shares.
 struct Shared {
     config: ServerConfig,
@@ -277,7 +215,7 @@ async fn serve_until_stopped(
             }
         }
     }
-    shared.stop.stopped().await;
+    shared.stop.stopped(Stage::Graceful).await;
     for task in &accepting {
         task.abort();
     }
@@ -293,7 +231,7 @@ async fn serve_until_stopped(
     };
     tokio::select! {
         () = drained => {}
-        () = shared.stop.stopped_now() => {}
+        () = shared.stop.stopped(Stage::Now) => {}
         () = tokio::time::sleep(shared.config.shutdown_timeout) => {}
     }
     Ok(())
