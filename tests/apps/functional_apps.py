@@ -17,6 +17,8 @@ CLOSED: list[int] = [0]
 
 #: What `/watch` saw: whether `waitress.client_disconnected()` became true within 3 s.
 WATCHED: list[bool] = []
+#: The wsgi.input streams /keep-input kept past its response.
+KEPT: list[Any] = []
 
 
 class _Counted:
@@ -39,7 +41,7 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
     """Routes on PATH_INFO: /env (environ as JSON), /echo (body back), /sleep, /raise,
     /write (write() callable), /file (wsgi.file_wrapper over this module's file), /stream
     (three pieces, no Content-Length), /raise-after-start, /raise-in-iter, /counted (an
-    iterable whose close() is counted)."""
+    iterable whose close() is counted), /keep-input (keeps wsgi.input in KEPT)."""
     path = environ["PATH_INFO"]
     if path == "/env":
         shown = {k: v for k, v in environ.items() if isinstance(v, (str, tuple, bool))}
@@ -72,6 +74,10 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         WATCHED.append(environ["waitress.client_disconnected"]())
         start_response("200 OK", [("Content-Length", "0")])
         return []
+    if path == "/keep-input":
+        KEPT.append(environ["wsgi.input"])
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"kept"]
     if path == "/raise":
         raise RuntimeError("boom from the app")
     if path == "/stream":

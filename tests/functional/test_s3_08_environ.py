@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 
 import pytest
 
@@ -134,3 +135,29 @@ def test_non_ascii_bytes_are_latin_1_in_the_environ(running: Running) -> None:
     assert env["QUERY_STRING"] == "q=%E9"
     assert env["REQUEST_URI"] == "/%65nv?q=%E9"
     assert env["HTTP_X_NAME"] == "caf\xe9 \xff"
+
+
+@pytest.mark.parametrize("body", [b"", b"abc"])
+def test_wsgi_input_an_app_keeps_is_closed_after_the_response(
+    running: Running, body: bytes
+) -> None:
+    """SPEC §3.8: the server closes `wsgi.input` once the response is done. A stream the
+    application let go of is simply freed (closing it would show nobody anything); one it
+    kept is closed, as waitress closes its request body buffer."""
+    from tests.apps import functional_apps
+
+    functional_apps.KEPT.clear()
+    raw = (
+        b"POST /keep-input HTTP/1.1\r\nHost: h\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
+    assert body_of(running.exchange(raw)) == b"kept"
+    [kept] = functional_apps.KEPT
+    deadline = time.monotonic() + 5
+    while not kept.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert kept.closed
+    with pytest.raises(ValueError):
+        kept.read()

@@ -847,55 +847,21 @@ impl Call {
         let helpers = Arc::clone(&slf.borrow().helpers);
         let mut content_length = None;
         let mut checked = Vec::with_capacity(headers.len().unwrap_or(0));
-        for header in headers.try_iter()? {
-            let header = header?;
-            let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
-            let Ok(name_text) = name.cast::<PyString>() else {
-                return Err(PyAssertionError::new_err(format!(
-                    "Header name {} is not a string in {}",
-                    name.repr()?,
-                    header.repr()?
-                )));
-            };
-            let Ok(value_text) = value.cast::<PyString>() else {
-                return Err(PyAssertionError::new_err(format!(
-                    "Header value {} is not a string in {}",
-                    value.repr()?,
-                    header.repr()?
-                )));
-            };
-            let name_text = PyBackedStr::try_from(name_text.clone())?;
-            let value_text = PyBackedStr::try_from(value_text.clone())?;
-            let (value_crlf, value_nul) = forbidden(&value_text);
-            if value_crlf {
-                return Err(PyValueError::new_err(
-                    "carriage return/line feed character present in header value",
-                ));
+        let mut check = |header: Bound<'py, PyAny>| -> PyResult<()> {
+            checked.push(checked_header(&header, &helpers, &mut content_length)?);
+            Ok(())
+        };
+        if let Ok(list) = headers.cast_exact::<PyList>() {
+            // By index, as for a list body (`execute`): no iterator object.
+            let mut n = 0;
+            while n < list.len() {
+                check(list.get_item(n)?)?;
+                n += 1;
             }
-            let (name_crlf, name_nul) = forbidden(&name_text);
-            if name_crlf {
-                return Err(PyValueError::new_err(
-                    "carriage return/line feed character present in header name",
-                ));
+        } else {
+            for header in headers.try_iter()? {
+                check(header?)?;
             }
-            if name_nul || value_nul {
-                return Err(PyValueError::new_err("NUL character present in header"));
-            }
-            let lower = lowered(&name_text);
-            if lower.eq_ignore_ascii_case("content-length") {
-                content_length = Some(content_length_value(&value_text, &value)?);
-            } else if helpers
-                .hop_by_hop
-                .iter()
-                .any(|hop| lower.eq_ignore_ascii_case(hop))
-            {
-                return Err(PyAssertionError::new_err(format!(
-                    "{} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
-                     application (see PEP 3333)",
-                    &*name_text
-                )));
-            }
-            checked.push((name_text, value_text));
         }
         slf.borrow_mut().start(status_text, checked, content_length);
         slf.getattr(intern!(py, "write"))
@@ -916,6 +882,62 @@ impl Call {
         };
         self.write_bytes(py, bytes.as_bytes(), Some(bytes))
     }
+}
+
+/// One `(name, value)` of `start_response`'s headers, checked (SPEC §3.9): both str, no
+/// CR/LF/NUL, not hop-by-hop; a Content-Length is read into `content_length`.
+fn checked_header<'py>(
+    header: &Bound<'py, PyAny>,
+    helpers: &Helpers,
+    content_length: &mut Option<i64>,
+) -> PyResult<(PyBackedStr, PyBackedStr)> {
+    let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
+    let Ok(name_text) = name.cast::<PyString>() else {
+        return Err(PyAssertionError::new_err(format!(
+            "Header name {} is not a string in {}",
+            name.repr()?,
+            header.repr()?
+        )));
+    };
+    let Ok(value_text) = value.cast::<PyString>() else {
+        return Err(PyAssertionError::new_err(format!(
+            "Header value {} is not a string in {}",
+            value.repr()?,
+            header.repr()?
+        )));
+    };
+    let name_text = PyBackedStr::try_from(name_text.clone())?;
+    let value_text = PyBackedStr::try_from(value_text.clone())?;
+    let (value_crlf, value_nul) = forbidden(&value_text);
+    if value_crlf {
+        return Err(PyValueError::new_err(
+            "carriage return/line feed character present in header value",
+        ));
+    }
+    let (name_crlf, name_nul) = forbidden(&name_text);
+    if name_crlf {
+        return Err(PyValueError::new_err(
+            "carriage return/line feed character present in header name",
+        ));
+    }
+    if name_nul || value_nul {
+        return Err(PyValueError::new_err("NUL character present in header"));
+    }
+    let lower = lowered(&name_text);
+    if lower.eq_ignore_ascii_case("content-length") {
+        *content_length = Some(content_length_value(&value_text, &value)?);
+    } else if helpers
+        .hop_by_hop
+        .iter()
+        .any(|hop| lower.eq_ignore_ascii_case(hop))
+    {
+        return Err(PyAssertionError::new_err(format!(
+            "{} is a \"hop-by-hop\" header; it cannot be used by a WSGI \
+             application (see PEP 3333)",
+            &*name_text
+        )));
+    }
+    Ok((name_text, value_text))
 }
 
 /// The `wsgi.input` stream and the decoded body length.
@@ -987,7 +1009,7 @@ fn build_environ<'py>(
     };
     put(&env, intern!(py, "SERVER_PROTOCOL"), protocol)?;
     let (addr, port) = match request.peer {
-        Peer::Tcp(addr) => (peer_ip(py, addr.ip()), port_string(py, addr.port())),
+        Peer::Tcp(addr) => (peer_ip(py, addr.ip()), peer_port(py, addr.port())),
         Peer::Unix => (
             intern!(py, "localhost").clone(),
             intern!(py, "None").clone(),
@@ -1243,9 +1265,14 @@ fn execute(
     call: &Bound<'_, Call>,
 ) -> PyResult<()> {
     let app_iter = site.app.bind(py).call1((environ, call))?;
+    // A list or tuple is neither a file wrapper nor has it a close(): two type reads skip
+    // the isinstance call and the failing attribute lookup.
+    let plain =
+        app_iter.is_exact_instance_of::<PyList>() || app_iter.is_exact_instance_of::<PyTuple>();
     let mut handed_over = false;
     let result = (|| -> PyResult<()> {
-        if app_iter.is_instance(helpers.file_wrapper.bind(py))? && call.borrow().complete {
+        if !plain && app_iter.is_instance(helpers.file_wrapper.bind(py))? && call.borrow().complete
+        {
             handed_over = send_file_wrapper(py, helpers, call, &app_iter)?;
             if call.borrow().wrote_header {
                 return Ok(());
@@ -1270,9 +1297,6 @@ fn execute(
         }
         call.borrow_mut().check_length(py)
     })();
-    // A list or tuple has no close(): skip the failing attribute lookup.
-    let plain =
-        app_iter.is_exact_instance_of::<PyList>() || app_iter.is_exact_instance_of::<PyTuple>();
     if !handed_over && !plain {
         match app_iter.getattr_opt(intern!(py, "close"))? {
             Some(close) if !close.is_none() => {
@@ -1302,6 +1326,39 @@ fn peer_ip(py: Python<'_>, ip: std::net::IpAddr) -> Bound<'_, PyString> {
         }
         let text = PyString::new(py, &ip.to_string());
         *last = Some((ip, text.clone().unbind()));
+        text
+    })
+}
+
+/// Slots of a worker's `REMOTE_PORT` strings, by the port's low bits.
+const PORT_SLOTS: usize = 64;
+
+/// A port and its `REMOTE_PORT` string.
+type PortSlot = Option<(u16, Py<PyString>)>;
+
+thread_local! {
+    /// The `REMOTE_PORT` strings this worker made lately, one per slot: a connection's
+    /// requests reuse their port's string instead of formatting and allocating it each time
+    /// (ephemeral ports are handed out in sequence, so a burst of connections mostly lands
+    /// in different slots).
+    static PORT_STRINGS: std::cell::RefCell<[PortSlot; PORT_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; PORT_SLOTS]) };
+}
+
+/// `port` as the environ's `REMOTE_PORT` string.
+fn peer_port(py: Python<'_>, port: u16) -> Bound<'_, PyString> {
+    PORT_STRINGS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let Some(slot) = slots.get_mut(usize::from(port) % PORT_SLOTS) else {
+            return port_string(py, port);
+        };
+        if let Some((cached, text)) = slot.as_ref() {
+            if *cached == port {
+                return text.bind(py).clone();
+            }
+        }
+        let text = port_string(py, port);
+        *slot = Some((port, text.clone().unbind()));
         text
     })
 }
@@ -1364,7 +1421,14 @@ pub(crate) fn serve(
     };
     let close_on_finish = call.borrow().close_on_finish;
     if let Some(stream) = input {
-        stream.call_method0(intern!(py, "close"))?;
+        // A BytesIO nothing else holds is freed here: closing it first would change nothing
+        // anyone can see (an application that kept the environ or the stream sees it closed).
+        // SAFETY: a refcount read of a live object (the Bound holds it), with the GIL held.
+        let held_elsewhere = unsafe { pyo3::ffi::Py_REFCNT(stream.as_ptr()) } > 1;
+        let unseen = stream.get_type().is(helpers.bytes_io.bind(py)) && !held_elsewhere;
+        if !unseen {
+            stream.call_method0(intern!(py, "close"))?;
+        }
     }
     let Some(mut responder) = responder else {
         return Ok(None);
