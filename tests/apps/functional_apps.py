@@ -19,6 +19,8 @@ CLOSED: list[int] = [0]
 WATCHED: list[bool] = []
 #: The wsgi.input streams /keep-input kept past its response.
 KEPT: list[Any] = []
+#: The `waitress.client_disconnected` checks /keep-check kept, each with what it said then.
+KEPT_CHECKS: list[tuple[Any, bool]] = []
 
 
 class _Counted:
@@ -41,7 +43,8 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
     """Routes on PATH_INFO: /env (environ as JSON), /echo (body back), /sleep, /raise,
     /write (write() callable), /file (wsgi.file_wrapper over this module's file), /stream
     (three pieces, no Content-Length), /raise-after-start, /raise-in-iter, /counted (an
-    iterable whose close() is counted), /keep-input (keeps wsgi.input in KEPT)."""
+    iterable whose close() is counted), /keep-input (keeps wsgi.input in KEPT), /keep-check
+    (keeps waitress.client_disconnected in KEPT_CHECKS)."""
     path = environ["PATH_INFO"]
     if path == "/env":
         shown = {k: v for k, v in environ.items() if isinstance(v, (str, tuple, bool))}
@@ -74,6 +77,11 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         WATCHED.append(environ["waitress.client_disconnected"]())
         start_response("200 OK", [("Content-Length", "0")])
         return []
+    if path == "/keep-check":
+        check = environ["waitress.client_disconnected"]
+        KEPT_CHECKS.append((check, check()))
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
     if path == "/keep-input":
         KEPT.append(environ["wsgi.input"])
         start_response("200 OK", [("Content-Length", "4")])

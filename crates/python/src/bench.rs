@@ -3,14 +3,13 @@
 //! the bench makes instead of a connection.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyString};
 use waitress_http::request::RequestHead;
-use waitress_server::{Peer, RequestBody};
+use waitress_server::{ClientGone, Peer, RequestBody};
 
 use crate::wsgi::{self, Call, Facts, Helpers, Site};
 
@@ -22,7 +21,7 @@ pub struct Fixture {
     site: Site,
     helpers: Arc<Helpers>,
     peer: Peer,
-    disconnected: Arc<AtomicBool>,
+    gone: Arc<ClientGone>,
 }
 
 impl Fixture {
@@ -45,7 +44,7 @@ impl Fixture {
             site,
             helpers: Arc::new(Helpers::load(py)?),
             peer: Peer::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 54_321))),
-            disconnected: Arc::new(AtomicBool::new(false)),
+            gone: Arc::default(),
         })
     }
 
@@ -59,7 +58,7 @@ impl Fixture {
         let facts = Facts {
             head,
             peer: &self.peer,
-            disconnected: &self.disconnected,
+            gone: &self.gone,
         };
         let mut path = None;
         let mut input = None;

@@ -34,7 +34,7 @@ use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::DateCache;
 use waitress_http::request::{BodyKind, RequestHead, Version};
-use waitress_server::{Peer, Request, RequestBody, Responder};
+use waitress_server::{ClientGone, Peer, Request, RequestBody, Responder};
 
 /// Most bytes held back to leave with the end of a response (module rule 2); more are sent
 /// as they come.
@@ -1025,10 +1025,11 @@ fn build_environ<'py>(
         None => helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
     };
     put(&env, intern!(py, "wsgi.errors"), &errors)?;
-    let check = ClientDisconnectedCheck {
-        flag: Arc::clone(request.disconnected),
-    };
-    env.set_item(intern!(py, "waitress.client_disconnected"), check)?;
+    put(
+        &env,
+        intern!(py, "waitress.client_disconnected"),
+        &disconnected_check(py, request.gone)?,
+    )?;
     // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
     // dropped (the body is already decoded). Names are compared as their CGI form without
     // building it; only a field without an interned key gets its key built.
@@ -1070,6 +1071,26 @@ fn build_environ<'py>(
         }
     }
     Ok(env)
+}
+
+/// The connection's `waitress.client_disconnected`: made for its first request and kept
+/// with the connection's `ClientGone` for the rest (it reads only the flag, so the two do
+/// not keep each other alive).
+fn disconnected_check<'py>(
+    py: Python<'py>,
+    gone: &ClientGone,
+) -> PyResult<Bound<'py, ClientDisconnectedCheck>> {
+    if let Some(check) = gone.kept::<Py<ClientDisconnectedCheck>>() {
+        return Ok(check.bind(py).clone());
+    }
+    let check = Bound::new(
+        py,
+        ClientDisconnectedCheck {
+            flag: Arc::clone(gone.flag()),
+        },
+    )?;
+    gone.keep(check.clone().unbind());
+    Ok(check)
 }
 
 /// `env[key] = value`, both borrowed, without pyo3's conversions of a `set_item` (the
@@ -1396,7 +1417,7 @@ pub(crate) fn serve(
         head,
         body,
         peer,
-        disconnected,
+        gone,
         closing,
         ..
     } = request;
@@ -1409,7 +1430,7 @@ pub(crate) fn serve(
         let facts = Facts {
             head,
             peer: &peer,
-            disconnected: &disconnected,
+            gone: &gone,
         };
         let environ = request_environ(py, site, helpers, &facts, body, &mut path, &mut input)?;
         execute(py, site, helpers, &environ, &call)?;
@@ -1480,7 +1501,7 @@ pub(crate) fn serve(
 pub(crate) struct Facts<'a> {
     pub(crate) head: &'a RequestHead,
     pub(crate) peer: &'a Peer,
-    pub(crate) disconnected: &'a Arc<AtomicBool>,
+    pub(crate) gone: &'a ClientGone,
 }
 
 /// The environ of one request, as `serve` builds it: the target split (into `path`, kept

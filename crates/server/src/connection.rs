@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{Piece, Reply, Request, RequestBody, Responder, Wire};
+use crate::handler::{ClientGone, Piece, Reply, Request, RequestBody, Responder, Wire};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::stop::{Stage, StopWatch};
 use crate::{Level, Peer, Shared};
@@ -337,7 +337,7 @@ async fn run<S: Transport>(
         date: DateCache::new(),
         replies: None,
         budget: None,
-        disconnected: None,
+        gone: Arc::default(),
         timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
         stop: shared.stop.watch(),
     };
@@ -461,10 +461,12 @@ struct Session<'a, S> {
     date: DateCache,
     /// The reply channel, kept between requests (`respond`).
     replies: Option<(mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>)>,
-    /// The last request's output budget and client-gone flag, reused by the next request
-    /// when nothing else still holds them (`hand_over`).
+    /// The last request's output budget, reused by the next request when nothing else
+    /// still holds it (`hand_over`).
     budget: Option<Arc<Budget>>,
-    disconnected: Option<Arc<AtomicBool>>,
+    /// Whether the client is gone: one for the connection, shared by its requests, and set
+    /// when the session ends (`Drop`).
+    gone: Arc<ClientGone>,
     /// The connection's one read timer, moved only when a wait needs an earlier deadline
     /// (`read_until`): a request costs no timer registration (and no driver wake-up).
     timer: Pin<Box<Sleep>>,
@@ -476,6 +478,13 @@ enum Wait {
     Read,
     TimedOut,
     Stopped,
+}
+
+impl<S> Drop for Session<'_, S> {
+    fn drop(&mut self) {
+        // The connection is over: a check an application kept now says so.
+        self.gone.set();
+    }
 }
 
 impl<S: Transport> Session<'_, S> {
@@ -740,7 +749,7 @@ impl<S: Transport> Session<'_, S> {
     async fn wait_reply(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
-        disconnected: &AtomicBool,
+        gone: &ClientGone,
     ) -> Option<Option<Reply>> {
         let config = &self.shared.config;
         let watch = config.channel_request_lookahead > 0
@@ -758,10 +767,10 @@ impl<S: Transport> Session<'_, S> {
                 match read {
                     Ok(Some(n)) if n > 0 => {}
                     Ok(None) => {}
-                    Ok(Some(_)) => disconnected.store(true, Ordering::Release),
+                    Ok(Some(_)) => gone.set(),
                     Err(_) => {
                         self.conn.receive_eof();
-                        disconnected.store(true, Ordering::Release);
+                        gone.set();
                     }
                 }
                 None
@@ -770,28 +779,27 @@ impl<S: Transport> Session<'_, S> {
     }
 
     /// Hand the request to the application: the channel its replies come on, its output
-    /// budget, and the flag that says the client is gone.
+    /// budget, and the connection's client-gone flag.
     fn hand_over(
         &mut self,
         tx: &mpsc::UnboundedSender<Reply>,
         head: RequestHead,
         body: RequestBody,
-    ) -> (Arc<Budget>, Arc<AtomicBool>) {
+    ) -> (Arc<Budget>, Arc<ClientGone>) {
         let config = &self.shared.config;
         let budget = renewed(
             &mut self.budget,
             Budget::new(config.outbuf_high_watermark, config.outbuf_overflow),
         );
-        let disconnected = renewed(
-            &mut self.disconnected,
-            AtomicBool::new(self.conn.is_peer_closed()),
-        );
+        if self.conn.is_peer_closed() {
+            self.gone.set();
+        }
         let request = Request {
             head,
             body,
             peer: self.peer.clone(),
             listener: self.listener,
-            disconnected: Arc::clone(&disconnected),
+            gone: Arc::clone(&self.gone),
             closing: self.shared.stop.is_stopping(),
         };
         self.shared.handler.handle(
@@ -799,12 +807,12 @@ impl<S: Transport> Session<'_, S> {
             Responder::new(
                 tx.clone(),
                 Arc::clone(&budget),
-                Arc::clone(&disconnected),
+                Arc::clone(&self.gone),
                 self.shared.stop.clone(),
                 Arc::clone(&self.stream) as Arc<dyn Wire>,
             ),
         );
-        (budget, disconnected)
+        (budget, Arc::clone(&self.gone))
     }
 
     /// Hand the request to the application and write its response. Returns keep-alive.
@@ -829,7 +837,7 @@ impl<S: Transport> Session<'_, S> {
         head: RequestHead,
         body: RequestBody,
     ) -> io::Result<bool> {
-        let (budget, disconnected) = self.hand_over(tx, head, body);
+        let (budget, gone) = self.hand_over(tx, head, body);
         // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
         let _close = CloseOnDrop(Arc::clone(&budget));
         let mut started = false;
@@ -838,7 +846,7 @@ impl<S: Transport> Session<'_, S> {
         loop {
             let reply = match next.take() {
                 Some(reply) => Some(reply),
-                None => match self.wait_reply(rx, &disconnected).await {
+                None => match self.wait_reply(rx, &gone).await {
                     Some(reply) => reply,
                     None => continue,
                 },
@@ -887,7 +895,7 @@ impl<S: Transport> Session<'_, S> {
                 Some(Reply::EndRaw { last, keep_alive }) => {
                     let ended = self.end_raw(&last, keep_alive).await;
                     if ended.is_err() {
-                        disconnected.store(true, Ordering::Release);
+                        gone.set();
                     }
                     return ended;
                 }
@@ -917,7 +925,7 @@ impl<S: Transport> Session<'_, S> {
                 None => return Ok(false),
             };
             if let Err(err) = written {
-                disconnected.store(true, Ordering::Release);
+                gone.set();
                 return Err(err);
             }
         }

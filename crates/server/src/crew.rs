@@ -452,7 +452,7 @@ impl Drop for FinishOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use crate::ClientGone;
     use std::thread;
     use std::time::Instant;
 
@@ -482,11 +482,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
-        let disconnected = Arc::new(AtomicBool::new(false));
+        let gone = Arc::new(ClientGone::default());
         let responder = Responder::new(
             tx,
             Arc::new(Budget::new(1 << 20, 1 << 19)),
-            Arc::clone(&disconnected),
+            Arc::clone(&gone),
             StopHandle::new(),
             Arc::new(NoWire),
         );
@@ -495,7 +495,7 @@ mod tests {
             body: RequestBody::Memory(Vec::new()),
             peer: Peer::Unix,
             listener: connection,
-            disconnected,
+            gone,
             closing: false,
         };
         (request, responder)

@@ -26,10 +26,11 @@
 //!    socket does not take at once goes to the connection task as before. After a
 //!    `send_file` everything goes through the task.
 
+use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 use waitress_http::request::RequestHead;
@@ -66,11 +67,52 @@ pub struct Request {
     pub peer: Peer,
     /// Index of the listener it came in on, in the order the server was given them.
     pub listener: usize,
-    /// True once the server knows the client is gone (`waitress.client_disconnected`).
-    pub disconnected: Arc<AtomicBool>,
+    /// Whether the connection's client is gone (`waitress.client_disconnected`).
+    pub gone: Arc<ClientGone>,
     /// The server was stopping when the request was handed over: its response must close
     /// the connection (SPEC D7).
     pub closing: bool,
+}
+
+/// Whether a connection's client is gone, shared by the connection and every request on it:
+/// set once the server sees EOF or an error on the socket, or when the connection ends
+/// (waitress's `not channel.connected`); never cleared. A handler may keep one value with
+/// it for the connection's life (`keep`): the Python crate keeps the environ's check object
+/// there, so a request on a kept-alive connection builds none.
+#[derive(Debug, Default)]
+pub struct ClientGone {
+    flag: Arc<AtomicBool>,
+    kept: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl ClientGone {
+    /// True once the client is known to be gone.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// The client is gone.
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+    }
+
+    /// The flag itself, for a value that must read it without holding the connection's
+    /// `ClientGone` (what `keep` holds must not, or the two would keep each other alive).
+    pub fn flag(&self) -> &Arc<AtomicBool> {
+        &self.flag
+    }
+
+    /// What `keep` stored, if it is a `T`.
+    pub fn kept<T: Any>(&self) -> Option<&T> {
+        self.kept.get()?.downcast_ref()
+    }
+
+    /// Keep `value` for the connection's life, unless something is kept already; returns
+    /// what is kept, if it is a `T`.
+    pub fn keep<T: Any + Send + Sync>(&self, value: T) -> Option<&T> {
+        let _ = self.kept.set(Box::new(value));
+        self.kept()
+    }
 }
 
 /// Output bytes owned elsewhere and lent to the server without a copy (an application's
@@ -149,7 +191,7 @@ pub(crate) enum Reply {
 const DIRECT_MIN: usize = 8 * 1024;
 
 /// `parts` without their first `skip` bytes.
-fn after<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<&'a [u8]> {
+pub(crate) fn after<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<&'a [u8]> {
     let mut rest = Vec::with_capacity(parts.len());
     for part in parts {
         if skip >= part.len() {
@@ -189,7 +231,7 @@ pub struct Responder {
     budget: Arc<Budget>,
     spill: Spill,
     started: bool,
-    disconnected: Arc<AtomicBool>,
+    gone: Arc<ClientGone>,
     stop: StopHandle,
 }
 
@@ -197,7 +239,7 @@ impl Responder {
     pub(crate) fn new(
         tx: mpsc::UnboundedSender<Reply>,
         budget: Arc<Budget>,
-        disconnected: Arc<AtomicBool>,
+        gone: Arc<ClientGone>,
         stop: StopHandle,
         wire: Arc<dyn Wire>,
     ) -> Self {
@@ -208,7 +250,7 @@ impl Responder {
             budget,
             spill: Spill::default(),
             started: false,
-            disconnected,
+            gone,
             stop,
         }
     }
@@ -228,7 +270,7 @@ impl Responder {
                 sent: true,
             });
         }
-        self.disconnected.store(true, Ordering::Release);
+        self.gone.set();
         Err(RespondError::Disconnected)
     }
 
@@ -414,19 +456,36 @@ impl Responder {
         if done == total {
             return Ok(Some(lent));
         }
-        if let Some(rest) = before.get(done..) {
-            self.queue_bytes(true, rest.to_vec())?;
+        // What the socket did not take is counted once; past the overflow it goes to the
+        // spill file as one piece (one write, one message), else it waits in memory with
+        // the lent bytes kept where they are.
+        let Some(placement) = self.budget.reserve(total - done) else {
+            return self.gone().map(|()| None);
+        };
+        if placement == Placement::Spill {
+            let parts = after(&[before, (*lent).as_ref(), after_lent], done);
+            // A failed spill (disk full) keeps the bytes in memory rather than lose them.
+            if let Ok(piece) = self
+                .spill
+                .append_parts(&parts, self.budget.high_watermark())
+            {
+                self.send(Reply::Spilled { raw: true, piece })?;
+                return Ok(Some(lent));
+            }
+        }
+        if let Some(rest) = before.get(done..).filter(|rest| !rest.is_empty()) {
+            self.send(Reply::Raw(Piece::Owned(rest.to_vec())))?;
         }
         let start = done.saturating_sub(before.len());
         let kept = if start < body_len {
-            self.queue_piece(Piece::Lent { bytes: lent, start })?;
+            self.send(Reply::Raw(Piece::Lent { bytes: lent, start }))?;
             None
         } else {
             Some(lent)
         };
         let done_after = done.saturating_sub(before.len() + body_len);
-        if let Some(rest) = after_lent.get(done_after..) {
-            self.queue_bytes(true, rest.to_vec())?;
+        if let Some(rest) = after_lent.get(done_after..).filter(|rest| !rest.is_empty()) {
+            self.send(Reply::Raw(Piece::Owned(rest.to_vec())))?;
         }
         Ok(kept)
     }
@@ -483,7 +542,7 @@ impl Responder {
 
     /// True once the server knows the client is gone.
     pub fn is_disconnected(&self) -> bool {
-        self.disconnected.load(Ordering::Acquire)
+        self.gone.is_set()
     }
 }
 
