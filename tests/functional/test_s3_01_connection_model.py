@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from tests.functional.serving import ECHO_COMMAND, ROOT, Running, body_of
+from tests.functional.serving import ECHO_COMMAND, ROOT, Running, body_of, read_all
 
 
 def _sleeping_request(server: Running, settle: float) -> threading.Thread:
@@ -111,6 +111,27 @@ def test_a_burst_one_free_worker_serves_in_turn_is_not_a_queue() -> None:
             proc.stderr.close()
     assert statuses == [b"HTTP/1.1 200 OK\r\n"] * (8 * per_client)
     assert log.count("Task queue depth") <= 8 * per_client // 100, log[-2000:]
+
+
+def test_a_quick_answer_is_not_held_behind_a_slow_request_handed_over_with_it() -> None:
+    """crew.rs rule 2: with a worker idle, one pass can hand the leader a request for it and
+    one for itself, which the leader runs in turn. A quick request's answer goes out as it
+    ends, not after a slow request handed over in the same pass (nor in the other order:
+    the stand-by gives the waiting one to the idle worker)."""
+    server = Running(threads=2)
+    try:
+        for _ in range(5):
+            slow = socket.create_connection(("127.0.0.1", server.port))
+            quick = socket.create_connection(("127.0.0.1", server.port))
+            with slow, quick:
+                started = time.monotonic()
+                slow.sendall(b"GET /sleep?0.5 HTTP/1.0\r\n\r\n")
+                quick.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+                assert read_all(quick).startswith(b"HTTP/1.0 200 OK")
+                assert time.monotonic() - started < 0.3
+                assert read_all(slow).startswith(b"HTTP/1.0 200 OK")
+    finally:
+        server.stop()
 
 
 def test_sleeping_requests_run_in_parallel_on_every_worker() -> None:

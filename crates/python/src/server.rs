@@ -215,7 +215,8 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
             // costs one release and one acquire of it. A large last piece is written to
             // the socket there.
             let ending = ended.take();
-            let Some((request, responder)) = py.detach(|| crew.next_after(|| end(ending))) else {
+            let Some((request, responder)) = py.detach(|| crew.next_after(|now| end(ending, now)))
+            else {
                 return;
             };
             counters.busy.fetch_add(1, Ordering::AcqRel);
@@ -237,8 +238,11 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
 }
 
 /// Send the end of a response `wsgi::serve` ran.
-fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) {
+fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>, now: bool) {
     match ended {
+        Some((responder, wsgi::Ending::Finish { keep_alive, last })) if now => {
+            let _ = responder.finish_raw_now(last, keep_alive);
+        }
         Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
             let _ = responder.finish_raw(last, keep_alive);
         }

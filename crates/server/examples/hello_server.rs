@@ -72,10 +72,14 @@ fn work(crew: &Crew) {
     // Each response ends as the next request is awaited (`Crew::next_after`): inside the
     // runtime when this worker leads, as the Python crate's workers end theirs.
     let mut ending: Option<(Responder, bool, bool)> = None;
-    while let Some((request, responder)) = crew.next_after(|| {
+    while let Some((request, responder)) = crew.next_after(|now| {
         if let Some((responder, http11, close)) = ending.take() {
             // An error means the client is gone: nothing is left to do for this request.
-            let _ = responder.finish_raw(response(http11, close), !close);
+            let _ = if now {
+                responder.finish_raw_now(response(http11, close), !close)
+            } else {
+                responder.finish_raw(response(http11, close), !close)
+            };
         }
     }) {
         let close = request.closing || !keeps_alive(&request.head);

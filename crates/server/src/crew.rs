@@ -8,13 +8,20 @@
 //!    reads, parses, timeouts, writes) until a connection hands over a complete request,
 //!    then leaves the runtime and runs that request itself. Leaving makes the lead
 //!    **vacant**; the worker takes it again when it is done, unless someone else has it.
-//! 2. While a worker leads, a connection hands over its request only when the leader has
-//!    none waiting (`turn`); the others wait their turn in their connections, in order, and
-//!    the leader lets the next one through each time it comes back. A burst is so served by
-//!    one thread in turn (with the GIL, one thread at a time runs Python anyway) and is not
-//!    a queue of requests waiting for a thread: the queue-depth warning (SPEC §3.15) stays
-//!    for requests that wait because every worker is busy. A worker that finishes takes a
-//!    queued request before it leads again.
+//! 2. While a worker leads, a pass of the runtime lets through at most one request for the
+//!    leader and one for each idle worker (`turn`: the queue holds no more than `idle + 1`);
+//!    the others wait their turn in their connections, in order, and the leader lets as
+//!    many through each time it comes back. The leader runs what it was handed in turn
+//!    (with the GIL, one thread at a time runs Python anyway): a worker that finishes takes
+//!    a queued request before it leads again, and ends the response it ran inside the
+//!    runtime on the way (a **brief lead**: `block_on` of the ending alone, which polls
+//!    nothing else, so no driver wake-up and no `epoll_wait`), telling the caller to write
+//!    the answer itself so it is not held until the runtime next runs. One `epoll_wait`
+//!    and one runtime pass so serve a whole burst, not each request (session 8: pinned
+//!    hello CPU −31%). A burst is not a queue of requests waiting for a thread: the queue
+//!    never outgrows the idle workers, so the queue-depth warning (SPEC §3.15) stays for
+//!    requests that wait because every worker is busy, and a request that runs long does
+//!    not hold the ones behind it past the stand-by's next check (rule 3).
 //! 3. The **stand-by** (the thread that called `serve`) never runs a request. It checks
 //!    every `WATCH` whether the lead stayed vacant, or the front of the queue stayed the
 //!    same, since its last check: a request that takes longer than that must not hold
@@ -174,13 +181,16 @@ impl Crew {
     /// A worker's next request: the first queued, or the first one found while leading.
     /// Blocks; None once the crew is closed and nothing is queued.
     pub fn next(&self) -> Option<Job> {
-        self.next_after(|| ())
+        self.next_after(|_| ())
     }
 
-    /// `next`, running `first` before it waits: inside the runtime when this worker leads,
-    /// so what `first` sends to a connection (the end of the response just run) wakes its
-    /// task there, without the driver wake-up (an eventfd write) a send from outside costs.
-    pub fn next_after(&self, first: impl FnOnce()) -> Option<Job> {
+    /// `next`, running `first` before it waits: inside the runtime when this worker leads
+    /// or the lead is vacant (a brief lead, rule 2), so what `first` sends to a connection
+    /// (the end of the response just run) wakes its task there, without the driver wake-up
+    /// (an eventfd write) a send from outside costs. `first` is told whether another
+    /// request runs before this thread drives the I/O: then it should write its answer to
+    /// the socket itself.
+    pub fn next_after(&self, first: impl FnOnce(bool)) -> Option<Job> {
         let mut first = Some(first);
         let mut state = self.lock();
         loop {
@@ -190,9 +200,27 @@ impl Crew {
                 None => None,
             };
             if let Some(answer) = answer {
+                let runtime = match (&first, state.lead) {
+                    (Some(_), Lead::Vacant) => state.runtime.clone(),
+                    _ => None,
+                };
+                if let Some(runtime) = runtime {
+                    state.lead = Lead::Worker;
+                    drop(state);
+                    let leading = Leading(self);
+                    let first = first.take();
+                    runtime.block_on(async {
+                        if let Some(first) = first {
+                            first(true);
+                        }
+                    });
+                    drop(runtime);
+                    drop(leading);
+                    return answer;
+                }
                 drop(state);
                 if let Some(first) = first.take() {
-                    first();
+                    first(true);
                 }
                 return answer;
             }
@@ -209,7 +237,7 @@ impl Crew {
                 let first = first.take();
                 let job = runtime.block_on(async {
                     if let Some(first) = first {
-                        first();
+                        first(false);
                     }
                     self.until_request().await
                 });
@@ -226,7 +254,7 @@ impl Crew {
             // Not leading: `first` runs here, then everything is looked at again.
             if let Some(first) = first.take() {
                 drop(state);
-                first();
+                first(false);
                 state = self.lock();
                 continue;
             }
@@ -271,9 +299,11 @@ impl Crew {
                 return Poll::Ready(None);
             }
             state.leader_waker = Some(cx.waker().clone());
-            if let Some((ticket, waker)) = state.waiting.pop_front() {
+            for _ in 0..=state.idle {
+                let Some((ticket, waker)) = state.waiting.pop_front() else {
+                    break;
+                };
                 state.admitted = ticket;
-                drop(state);
                 waker.wake();
             }
             Poll::Pending
@@ -298,16 +328,17 @@ impl Crew {
             if state.lead != Lead::Worker {
                 return Poll::Ready(());
             }
+            let room = state.queue.len() <= state.idle;
             match ticket {
                 // Not let through yet (a spurious poll): keep the place.
                 Some(mine) if mine > state.admitted => return Poll::Pending,
                 Some(_) => {
-                    if state.queue.is_empty() {
+                    if room {
                         return Poll::Ready(());
                     }
                 }
                 None => {
-                    if state.queue.is_empty() && state.waiting.is_empty() {
+                    if room && state.waiting.is_empty() {
                         return Poll::Ready(());
                     }
                 }
@@ -524,11 +555,11 @@ mod tests {
         drop(crew.close());
     }
 
-    /// Three connections with a request each; one worker. The first hands over at once, the
-    /// others wait their turn (rule 2): the worker finds them one at a time, in order, and
-    /// never more than one waits in the queue.
+    /// Three connections with a request each; one worker, so none idle. The first hands
+    /// over at once, the others wait their turn (rule 2): the worker finds them one at a
+    /// time, in order, and never more than one waits in the queue.
     #[test]
-    fn rule_2_while_a_worker_leads_requests_are_handed_over_one_at_a_time_in_order() {
+    fn rule_2_with_no_worker_idle_requests_are_handed_over_one_at_a_time_in_order() {
         let (crew, runtime, standby) = crew();
         for connection in 0..3 {
             let crew = Arc::clone(&crew);
@@ -545,6 +576,54 @@ mod tests {
             responder.abort("test");
         }
         assert_eq!(found, [0, 1, 2]);
+        end(&crew, standby);
+    }
+
+    /// With two workers idle, a leading worker's pass lets through a request for each of
+    /// them and one for itself; the rest wait their turn (rule 2). The leader runs those in
+    /// turn, ending each response inside the runtime on its way to the next (`first` told
+    /// `true`: the caller writes the answer itself), then leads again for the rest.
+    #[test]
+    fn rule_2_a_pass_hands_over_a_request_per_idle_worker_and_the_leader_runs_them_in_turn() {
+        let (crew, runtime, standby) = crew();
+        // Two workers idle in `next` (counted only: none runs, so the leader takes all; and
+        // the stand-by, which leads only when none is idle, never does).
+        crew.lock().idle += 2;
+        while crew.lock().runtime.is_none() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        for connection in 0..5 {
+            let crew = Arc::clone(&crew);
+            runtime.spawn(async move {
+                crew.turn().await;
+                crew.push(job(connection));
+            });
+        }
+        let (request, responder) = crew.next().unwrap();
+        assert_eq!(request.listener, 0);
+        assert_eq!(crew.lock().queue.len(), 2);
+        assert_eq!(crew.lock().waiting.len(), 2);
+        let mut found = vec![request.listener];
+        let mut told = Vec::new();
+        let mut ending = Some(responder);
+        for _ in 1..5 {
+            let (request, responder) = crew
+                .next_after(|now| {
+                    told.push(now);
+                    if let Some(responder) = ending.take() {
+                        responder.abort("test");
+                    }
+                })
+                .unwrap();
+            found.push(request.listener);
+            ending = Some(responder);
+        }
+        assert_eq!(found, [0, 1, 2, 3, 4]);
+        assert_eq!(told, [true, true, false, true]);
+        if let Some(responder) = ending.take() {
+            responder.abort("test");
+        }
+        crew.lock().idle -= 2;
         end(&crew, standby);
     }
 
@@ -612,14 +691,18 @@ mod tests {
     #[test]
     fn a_panic_while_leading_vacates_the_lead() {
         let (crew, _runtime, standby) = crew();
+        // A worker counted idle keeps the stand-by from taking the vacant lead first (it
+        // leads only when none is), so this thread leads.
+        crew.lock().idle += 1;
         while crew.lock().runtime.is_none() {
             thread::sleep(Duration::from_millis(1));
         }
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crew.next_after(|| panic!("in the first step"))
+            crew.next_after(|now| panic!("in the first step ({now})"))
         }));
         assert!(unwound.is_err());
         assert_eq!(crew.lock().lead, Lead::Vacant);
+        crew.lock().idle -= 1;
         end(&crew, standby);
     }
 }

@@ -19,12 +19,12 @@
 //!    followed by another response). Every way a response ends sends a message, a client
 //!    found gone included: a connection's reply channel is reused by its next request, so
 //!    the channel closing is never the signal.
-//! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`) are
-//!    written to the socket by the worker itself, without waiting, when everything handed
-//!    over before has been written (the budget is drained): no copy and no hand-over for
-//!    them. What the
-//!    socket does not take at once goes to the connection task as before. After a
-//!    `send_file` everything goes through the task.
+//! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`; any
+//!    size for `finish_raw_now`) are written to the socket by the worker itself, without
+//!    waiting, when everything handed over before has been written (the budget is
+//!    drained): no copy and no hand-over for them. What the socket does not take at once
+//!    goes to the connection task as before. After a `send_file` everything goes through
+//!    the task.
 
 use std::any::Any;
 use std::fs::File;
@@ -287,10 +287,20 @@ impl Responder {
     /// Write what the socket takes of `parts` (`total` bytes) now, if nothing handed over is
     /// still waiting (rule 5); returns how many bytes it took.
     fn write_direct(&mut self, parts: &[&[u8]], total: usize) -> Result<usize, RespondError> {
+        self.write_direct_from(parts, total, DIRECT_MIN)
+    }
+
+    /// `write_direct` of `parts` if they are at least `min` bytes.
+    fn write_direct_from(
+        &mut self,
+        parts: &[&[u8]],
+        total: usize,
+        min: usize,
+    ) -> Result<usize, RespondError> {
         let Some(wire) = self.wire.clone() else {
             return Ok(0);
         };
-        if total < DIRECT_MIN || !self.budget.is_drained() {
+        if total < min || total == 0 || !self.budget.is_drained() {
             return Ok(0);
         }
         let mut done = 0;
@@ -505,13 +515,29 @@ impl Responder {
     /// End a caller-framed response with its `last` bytes (a small response can be handed
     /// over in this one call); the connection is reused only if `keep_alive` and the
     /// protocol allows it.
-    pub fn finish_raw(mut self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
+    pub fn finish_raw(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
+        self.finish_raw_from(last, keep_alive, DIRECT_MIN)
+    }
+
+    /// `finish_raw`, writing `last` to the socket here whatever its size: for a worker that
+    /// runs another request before the connection's task next runs (crew.rs rule 2), so
+    /// the client has its answer now, not after that request.
+    pub fn finish_raw_now(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
+        self.finish_raw_from(last, keep_alive, 0)
+    }
+
+    fn finish_raw_from(
+        mut self,
+        last: Vec<u8>,
+        keep_alive: bool,
+        direct_min: usize,
+    ) -> Result<(), RespondError> {
         self.started = true;
         if self.tx.is_none() {
             return Err(RespondError::Disconnected);
         }
         let mut last = last;
-        let done = self.write_direct(&[&last], last.len())?;
+        let done = self.write_direct_from(&[&last], last.len(), direct_min)?;
         last.drain(..done);
         let result = self.send(Reply::EndRaw { last, keep_alive });
         self.tx = None;
