@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,53 @@ def test_environ_keys_and_values(running: Running) -> None:
     assert env["wsgi.input.read"] == "abc"
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is True and env["wsgi.input_terminated"] is True
+
+
+def test_each_request_has_its_own_method_protocol_query_and_uri(running: Running) -> None:
+    """The environ starts from a template holding the likeliest values (GET, HTTP/1.1, no
+    query): requests with other ones on the same server, before and after such a request,
+    each see their own."""
+    shapes = [
+        (b"GET /env HTTP/1.1\r\nConnection: close", ("GET", "HTTP/1.1", "", "/env")),
+        (b"DELETE /env?a=1 HTTP/1.0", ("DELETE", "HTTP/1.0", "a=1", "/env?a=1")),
+        (b"GET /%65nv HTTP/1.0", ("GET", "HTTP/1.0", "", "/%65nv")),
+        (b"PATCH /env#frag HTTP/1.1\r\nConnection: close", ("PATCH", "HTTP/1.1", "", "/env#frag")),
+        (b"GET /env HTTP/1.1\r\nConnection: close", ("GET", "HTTP/1.1", "", "/env")),
+    ]
+    for head, (method, protocol, query, uri) in shapes:
+        env = json.loads(body_of(running.exchange(head + b"\r\n\r\n")))
+        seen = (env["REQUEST_METHOD"], env["SERVER_PROTOCOL"], env["QUERY_STRING"])
+        assert seen == (method, protocol, query), head
+        assert (env["PATH_INFO"], env["REQUEST_URI"]) == ("/env", uri), head
+
+
+def test_wsgi_errors_is_sys_stderr_as_it_is_at_each_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SPEC §3.8: `wsgi.errors` is `sys.stderr`, the object it is when the request comes,
+    also after it was replaced while the server runs."""
+    import io
+    import sys
+
+    seen: list[object] = []
+
+    def app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+        seen.append(environ["wsgi.errors"])
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    server = Running(app)
+    try:
+        first = sys.stderr
+        server.exchange(b"GET / HTTP/1.0\r\n\r\n")
+        replaced = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", replaced)
+        server.exchange(b"GET / HTTP/1.0\r\n\r\n")
+        monkeypatch.setattr(sys, "stderr", first)
+        server.exchange(b"GET / HTTP/1.0\r\n\r\n")
+    finally:
+        server.stop()
+    assert seen[0] is first and seen[1] is replaced and seen[2] is first
 
 
 PROXY_FIELDS = (

@@ -70,13 +70,22 @@ pub(crate) struct Site {
     pub(crate) ident: Option<Arc<str>>,
     pub(crate) expose_tracebacks: bool,
     /// The environ keys that are the same for every request, copied per request.
-    pub(crate) template: std::sync::OnceLock<Py<PyDict>>,
+    pub(crate) template: std::sync::OnceLock<Template>,
+}
+
+/// The environ every request starts from (`Site::template`): the keys that are the same for
+/// every request, and every other key a request always sets, with its most likely value.
+#[derive(Debug)]
+pub(crate) struct Template {
+    env: Py<PyDict>,
+    /// `wsgi.errors` as the template holds it (`sys.stderr` when it was made).
+    errors: Py<PyAny>,
 }
 
 impl Site {
-    fn template<'py>(&self, py: Python<'py>, helpers: &Helpers) -> PyResult<Bound<'py, PyDict>> {
+    fn template(&self, py: Python<'_>, helpers: &Helpers) -> PyResult<&Template> {
         if let Some(template) = self.template.get() {
-            return Ok(template.bind(py).clone());
+            return Ok(template);
         }
         let env = PyDict::new(py);
         env.set_item(intern!(py, "SCRIPT_NAME"), self.url_prefix.as_str())?;
@@ -95,24 +104,48 @@ impl Site {
         env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         // The keys every request sets, in the order `build_environ` sets them: a copy of
         // the template then has room for all of them and the header keys, so building an
-        // environ never resizes the dict, and the key order is the same.
-        for key in [
-            intern!(py, "REQUEST_METHOD"),
-            intern!(py, "PATH_INFO"),
-            intern!(py, "QUERY_STRING"),
-            intern!(py, "REQUEST_URI"),
-            intern!(py, "SERVER_PROTOCOL"),
-            intern!(py, "REMOTE_ADDR"),
-            intern!(py, "REMOTE_HOST"),
-            intern!(py, "REMOTE_PORT"),
-            intern!(py, "wsgi.input"),
-            intern!(py, "wsgi.errors"),
-            intern!(py, "waitress.client_disconnected"),
+        // environ never resizes the dict, and the key order is the same. Four hold the
+        // value most requests have (a GET of HTTP/1.1 without a query, logging to the
+        // same stderr): a request that has it sets nothing there.
+        let errors = stderr(py, helpers)?;
+        for (key, value) in [
+            (intern!(py, "REQUEST_METHOD"), intern!(py, "GET").as_any()),
+            (intern!(py, "PATH_INFO"), &py.None().into_bound(py)),
+            (intern!(py, "QUERY_STRING"), intern!(py, "").as_any()),
+            (intern!(py, "REQUEST_URI"), &py.None().into_bound(py)),
+            (
+                intern!(py, "SERVER_PROTOCOL"),
+                intern!(py, "HTTP/1.1").as_any(),
+            ),
+            (intern!(py, "REMOTE_ADDR"), &py.None().into_bound(py)),
+            (intern!(py, "REMOTE_HOST"), &py.None().into_bound(py)),
+            (intern!(py, "REMOTE_PORT"), &py.None().into_bound(py)),
+            (intern!(py, "wsgi.input"), &py.None().into_bound(py)),
+            (intern!(py, "wsgi.errors"), &errors),
+            (
+                intern!(py, "waitress.client_disconnected"),
+                &py.None().into_bound(py),
+            ),
         ] {
-            env.set_item(key, py.None())?;
+            env.set_item(key, value)?;
         }
-        let _ = self.template.set(env.clone().unbind());
-        Ok(env)
+        let template = Template {
+            env: env.unbind(),
+            errors: errors.unbind(),
+        };
+        let _ = self.template.set(template);
+        self.template
+            .get()
+            .ok_or_else(|| PyRuntimeError::new_err("environ template not set"))
+    }
+}
+
+/// `sys.stderr`, for `wsgi.errors`.
+fn stderr<'py>(py: Python<'py>, helpers: &Helpers) -> PyResult<Bound<'py, PyAny>> {
+    match helpers.sys_dict.bind(py).get_item(intern!(py, "stderr"))? {
+        Some(errors) => Ok(errors),
+        // Deleted: the attribute lookup raises what Python would.
+        None => helpers.sys.bind(py).getattr(intern!(py, "stderr")),
     }
 }
 
@@ -250,7 +283,12 @@ fn split_target<'py>(
         let mut parts = before_fragment.splitn(2, |&b| b == b'?');
         let path = parts.next().unwrap_or_default();
         let query = parts.next().unwrap_or_default();
-        return Ok((latin1(py, &unquote(path))?, latin1(py, query)?));
+        let decoded = if path.contains(&b'%') {
+            latin1(py, &unquote(path))?
+        } else {
+            latin1(py, path)?
+        };
+        return Ok((decoded, latin1(py, query)?));
     }
     // Rule 1: the rare forms go through the Python function (urlsplit semantics).
     let parts = helpers
@@ -983,12 +1021,16 @@ fn build_environ<'py>(
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
-    let env = site.template(py, helpers)?.copy()?;
-    put(
-        &env,
-        intern!(py, "REQUEST_METHOD"),
-        &method(py, head.method())?,
-    )?;
+    let template = site.template(py, helpers)?;
+    let env = template.env.bind(py).copy()?;
+    // The template holds GET, "" and HTTP/1.1 (`Site::template`): only others are set.
+    if head.method() != b"GET" {
+        put(
+            &env,
+            intern!(py, "REQUEST_METHOD"),
+            &method(py, head.method())?,
+        )?;
+    }
     let decoded = path.to_str()?;
     match path_info(decoded, &site.url_prefix) {
         // The decoded path as it is (no prefix, no leading `//`): its str again.
@@ -997,17 +1039,28 @@ fn build_environ<'py>(
         }
         info => put(&env, intern!(py, "PATH_INFO"), &PyString::new(py, &info))?,
     }
-    put(&env, intern!(py, "QUERY_STRING"), query)?;
-    put(
-        &env,
-        intern!(py, "REQUEST_URI"),
-        &latin1(py, head.target())?,
-    )?;
-    let protocol = match head.version() {
-        Version::Http11 => intern!(py, "HTTP/1.1"),
-        Version::Http10 => intern!(py, "HTTP/1.0"),
+    if query.len()? > 0 {
+        put(&env, intern!(py, "QUERY_STRING"), query)?;
+    }
+    let target = head.target();
+    // An origin-form target that is a plain path (nothing escaped, no query) is its
+    // decoded path's str (`split_target`).
+    let plain = target.first() == Some(&b'/')
+        && target.get(1) != Some(&b'/')
+        && !target.iter().any(|&b| matches!(b, b'%' | b'?' | b'#'));
+    let uri = if plain {
+        path.clone()
+    } else {
+        latin1(py, target)?
     };
-    put(&env, intern!(py, "SERVER_PROTOCOL"), protocol)?;
+    put(&env, intern!(py, "REQUEST_URI"), &uri)?;
+    if head.version() != Version::Http11 {
+        put(
+            &env,
+            intern!(py, "SERVER_PROTOCOL"),
+            intern!(py, "HTTP/1.0"),
+        )?;
+    }
     let (addr, port) = match request.peer {
         Peer::Tcp(addr) => (peer_ip(py, addr.ip()), peer_port(py, addr.port())),
         Peer::Unix => (
@@ -1019,12 +1072,10 @@ fn build_environ<'py>(
     put(&env, intern!(py, "REMOTE_HOST"), &addr)?;
     put(&env, intern!(py, "REMOTE_PORT"), &port)?;
     put(&env, intern!(py, "wsgi.input"), input)?;
-    let errors = match helpers.sys_dict.bind(py).get_item(intern!(py, "stderr"))? {
-        Some(errors) => errors,
-        // Deleted: the attribute lookup raises what Python would.
-        None => helpers.sys.bind(py).getattr(intern!(py, "stderr"))?,
-    };
-    put(&env, intern!(py, "wsgi.errors"), &errors)?;
+    let errors = stderr(py, helpers)?;
+    if !errors.is(template.errors.bind(py)) {
+        put(&env, intern!(py, "wsgi.errors"), &errors)?;
+    }
     put(
         &env,
         intern!(py, "waitress.client_disconnected"),
