@@ -53,6 +53,11 @@ impl AsRef<[u8]> for Window {
     }
 }
 
+thread_local! {
+    /// Each worker's last formatted `Date` (one format a second, not one a response).
+    static DATE: std::cell::RefCell<DateCache> = std::cell::RefCell::new(DateCache::new());
+}
+
 /// What the environ and the response need of the server a request came in on.
 #[derive(Debug)]
 pub(crate) struct Site {
@@ -671,7 +676,7 @@ impl Call {
         } else if let Some(ident) = &self.ident {
             headers.push(("Server".into(), Cow::Borrowed(&**ident)));
         }
-        let date = DateCache::format(self.start_secs);
+        let date = DATE.with(|cache| *cache.borrow_mut().at(self.start_secs));
         if !has_date {
             // Always ASCII.
             headers.push((

@@ -124,6 +124,9 @@ pub(crate) trait Transport: Wire + Send + Sync + 'static {
     fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
 }
 
+/// Parts of a vectored write described without an allocation (`write_all_parts_ready`).
+const FEW_PARTS: usize = 8;
+
 macro_rules! sendfile_transport {
     ($stream:ty) => {
         impl Wire for $stream {
@@ -138,9 +141,22 @@ macro_rules! sendfile_transport {
             }
 
             async fn write_all_parts_ready(&self, parts: &[&[u8]]) -> io::Result<()> {
-                let mut slices: Vec<io::IoSlice<'_>> =
-                    parts.iter().map(|p| io::IoSlice::new(p)).collect();
-                let mut rest = slices.as_mut_slice();
+                // A response's few parts are described on the stack, not in a new Vec.
+                let mut few = [io::IoSlice::new(&[]); FEW_PARTS];
+                let mut many = Vec::new();
+                let slices = match few.get_mut(..parts.len()) {
+                    Some(slots) => {
+                        for (slot, part) in slots.iter_mut().zip(parts) {
+                            *slot = io::IoSlice::new(part);
+                        }
+                        slots
+                    }
+                    None => {
+                        many.extend(parts.iter().map(|p| io::IoSlice::new(p)));
+                        many.as_mut_slice()
+                    }
+                };
+                let mut rest = slices;
                 io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
                 while !rest.is_empty() {
                     self.writable().await?;
