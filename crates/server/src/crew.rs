@@ -16,7 +16,9 @@
 //!    a queued request before it leads again, and ends the response it ran inside the
 //!    runtime on the way (a **brief lead**: `block_on` of the ending alone, which polls
 //!    nothing else, so no driver wake-up and no `epoll_wait`), telling the caller to write
-//!    the answer itself so it is not held until the runtime next runs. One `epoll_wait`
+//!    the answer itself so it is not held until the runtime next runs (`next_queued`
+//!    never waits, so the Python crate's workers take a queued request without letting
+//!    the GIL go). One `epoll_wait`
 //!    and one runtime pass so serve a whole burst, not each request (session 8: pinned
 //!    hello CPU −31%). A burst is not a queue of requests waiting for a thread: the queue
 //!    never outgrows the idle workers, so the queue-depth warning (SPEC §3.15) stays for
@@ -194,35 +196,21 @@ impl Crew {
         let mut first = Some(first);
         let mut state = self.lock();
         loop {
-            let answer = match state.queue.pop_front() {
-                Some((_, job)) => Some(Some(job)),
-                None if state.phase == Phase::Closed => Some(None),
-                None => None,
-            };
-            if let Some(answer) = answer {
-                let runtime = match (&first, state.lead) {
-                    (Some(_), Lead::Vacant) => state.runtime.clone(),
-                    _ => None,
-                };
-                if let Some(runtime) = runtime {
-                    state.lead = Lead::Worker;
-                    drop(state);
-                    let leading = Leading(self);
-                    let first = first.take();
-                    runtime.block_on(async {
-                        if let Some(first) = first {
-                            first(true);
-                        }
+            match state.queue.pop_front() {
+                Some((_, job)) => {
+                    return Some(match first.take() {
+                        Some(first) => self.end_then_take(state, job, first),
+                        None => job,
                     });
-                    drop(runtime);
-                    drop(leading);
-                    return answer;
                 }
-                drop(state);
-                if let Some(first) = first.take() {
-                    first(true);
+                None if state.phase == Phase::Closed => {
+                    drop(state);
+                    if let Some(first) = first.take() {
+                        first(true);
+                    }
+                    return None;
                 }
-                return answer;
+                None => {}
             }
             // Cloned only to lead: an idle worker holds no handle to the runtime, so the
             // last one is never dropped on a worker with the lock held.
@@ -266,6 +254,48 @@ impl Crew {
             }
             state = self.wait_idle(state);
         }
+    }
+
+    /// The first queued request, with `first` run as `next_after` runs it, if one is
+    /// queued; else `first` back, not run. Never waits, so a worker may call it attached to
+    /// the interpreter: between the requests of a burst it keeps the GIL (rule 2).
+    pub fn next_queued<F: FnOnce(bool)>(&self, first: F) -> Result<Job, F> {
+        let mut state = self.lock();
+        match state.queue.pop_front() {
+            Some((_, job)) => Ok(self.end_then_take(state, job, first)),
+            None => Err(first),
+        }
+    }
+
+    /// A queued request is a worker's next: the response it just ran is ended on the way
+    /// (`first`, told another request runs first), inside a brief lead when the lead is
+    /// vacant (rule 2; its connection's task is woken inside the runtime, with no driver
+    /// wake-up and nothing else polled), else here.
+    fn end_then_take(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        job: Job,
+        first: impl FnOnce(bool),
+    ) -> Job {
+        let runtime = if state.lead == Lead::Vacant {
+            state.runtime.clone()
+        } else {
+            None
+        };
+        let Some(runtime) = runtime else {
+            drop(state);
+            first(true);
+            return job;
+        };
+        state.lead = Lead::Worker;
+        drop(state);
+        // However the lead ends (a panic included), it is vacated.
+        let leading = Leading(self);
+        runtime.block_on(async { first(true) });
+        // Let go of the runtime before the lock is taken again (`next_after`).
+        drop(runtime);
+        drop(leading);
+        job
     }
 
     fn wait_idle<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -624,6 +654,33 @@ mod tests {
             responder.abort("test");
         }
         crew.lock().idle -= 2;
+        end(&crew, standby);
+    }
+
+    /// `next_queued` never waits: with nothing queued it gives `first` back, not run; with
+    /// a request queued it runs `first` (told another request comes first, in a brief lead
+    /// as the lead is vacant) and hands over the request, the lead vacant again.
+    #[test]
+    fn next_queued_takes_only_a_queued_request() {
+        let (crew, _runtime, standby) = crew();
+        crew.lock().idle += 1;
+        while crew.lock().runtime.is_none() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let mut told = Vec::new();
+        let first = |now: bool| told.push(now);
+        let Err(first) = crew.next_queued(first) else {
+            panic!("nothing was queued");
+        };
+        assert!(crew.push(job(7)));
+        let Ok((request, responder)) = crew.next_queued(first) else {
+            panic!("a request was queued");
+        };
+        assert_eq!(request.listener, 7);
+        assert_eq!(told, [true]);
+        assert_eq!(crew.lock().lead, Lead::Vacant);
+        responder.abort("test");
+        crew.lock().idle -= 1;
         end(&crew, standby);
     }
 
