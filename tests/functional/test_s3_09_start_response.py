@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -137,3 +137,28 @@ def test_a_generator_body_with_empty_pieces(rules: Running) -> None:
 def test_head_request_sends_no_body(rules: Running) -> None:
     raw = ask(rules, "/names", "HEAD")
     assert raw.endswith(b"\r\n\r\n") and b"Content-Length: 2" in raw
+
+
+def test_a_start_response_the_application_keeps_is_never_another_requests() -> None:
+    """A worker reuses its `start_response` object for its next request only when nothing
+    else holds it: one the application kept stays that request's (a second call raises,
+    as the response is done), and later requests get their own."""
+    kept: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/keep":
+            kept.append(start_response)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = Running(app, threads=1)
+    try:
+        for path in (b"/keep", b"/other", b"/other", b"/keep", b"/other"):
+            response = server.exchange(b"GET " + path + b" HTTP/1.0\r\n\r\n")
+            assert response.startswith(b"HTTP/1.0 200 OK"), response
+    finally:
+        server.stop()
+    assert len(kept) == 2 and kept[0] is not kept[1]
+    for start_response in kept:
+        with pytest.raises(AssertionError):
+            start_response("500 Oops", [])

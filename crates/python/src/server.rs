@@ -209,6 +209,8 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
     // request (each costs an mmap/munmap of its frame stack).
     Python::attach(|py| {
         let mut ended = None;
+        // This worker's `Call` object, reused while no application keeps one (`serve`).
+        let mut spare = None;
         loop {
             // The response just run is ended as this worker turns to the next (inside the
             // runtime when it leads or the lead is vacant: no driver wake-up), without the
@@ -233,10 +235,12 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
                 counters.busy.fetch_sub(1, Ordering::AcqRel);
                 continue;
             };
-            ended = wsgi::serve(py, site, helpers, request, responder).unwrap_or_else(|err| {
-                err.write_unraisable(py, None);
-                None
-            });
+            ended = wsgi::serve(py, site, helpers, request, responder, &mut spare).unwrap_or_else(
+                |err| {
+                    err.write_unraisable(py, None);
+                    None
+                },
+            );
             // Idle before the response completes: the client's next request must not find
             // this worker counted busy (a false "Task queue depth" warning).
             counters.busy.fetch_sub(1, Ordering::AcqRel);

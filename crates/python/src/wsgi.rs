@@ -1468,6 +1468,7 @@ pub(crate) fn serve(
     helpers: &Arc<Helpers>,
     request: Request,
     responder: Responder,
+    spare: &mut Option<Py<Call>>,
 ) -> PyResult<Option<(Responder, Ending)>> {
     let Request {
         head,
@@ -1478,8 +1479,17 @@ pub(crate) fn serve(
         ..
     } = request;
     let head = &head;
-    let call = Call::new(Some(responder), head, site, helpers, closing);
-    let call = Bound::new(py, call)?;
+    let fresh = Call::new(Some(responder), head, site, helpers, closing);
+    // The worker's `Call` object from its last request, when nothing kept it, is this
+    // request's, its contents replaced whole: no object made and freed per request.
+    let call = match spare.take() {
+        Some(kept) => {
+            let kept = kept.into_bound(py);
+            *kept.borrow_mut() = fresh;
+            kept
+        }
+        None => Bound::new(py, fresh)?,
+    };
     let mut path: Option<Bound<'_, PyString>> = None;
     let mut input: Option<Bound<'_, PyAny>> = None;
     let outcome = (|| -> PyResult<()> {
@@ -1506,6 +1516,12 @@ pub(crate) fn serve(
         if !unseen {
             stream.call_method0(intern!(py, "close"))?;
         }
+    }
+    // SAFETY: a refcount read of a live object (the Bound holds it), with the GIL held.
+    if unsafe { pyo3::ffi::Py_REFCNT(call.as_ptr()) } == 1 {
+        // Nobody else holds it (no `write` callable kept by the application): the next
+        // request may use it.
+        *spare = Some(call.clone().unbind());
     }
     let Some(mut responder) = responder else {
         return Ok(None);
