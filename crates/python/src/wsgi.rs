@@ -113,24 +113,22 @@ impl Site {
         // value most requests have (a GET of HTTP/1.1 without a query, logging to the
         // same stderr): a request that has it sets nothing there.
         let errors = stderr(py, helpers)?;
+        let none = py.None().into_bound(py);
         for (key, value) in [
             (intern!(py, "REQUEST_METHOD"), intern!(py, "GET").as_any()),
-            (intern!(py, "PATH_INFO"), &py.None().into_bound(py)),
+            (intern!(py, "PATH_INFO"), &none),
             (intern!(py, "QUERY_STRING"), intern!(py, "").as_any()),
-            (intern!(py, "REQUEST_URI"), &py.None().into_bound(py)),
+            (intern!(py, "REQUEST_URI"), &none),
             (
                 intern!(py, "SERVER_PROTOCOL"),
                 intern!(py, "HTTP/1.1").as_any(),
             ),
-            (intern!(py, "REMOTE_ADDR"), &py.None().into_bound(py)),
-            (intern!(py, "REMOTE_HOST"), &py.None().into_bound(py)),
-            (intern!(py, "REMOTE_PORT"), &py.None().into_bound(py)),
-            (intern!(py, "wsgi.input"), &py.None().into_bound(py)),
+            (intern!(py, "REMOTE_ADDR"), &none),
+            (intern!(py, "REMOTE_HOST"), &none),
+            (intern!(py, "REMOTE_PORT"), &none),
+            (intern!(py, "wsgi.input"), &none),
             (intern!(py, "wsgi.errors"), &errors),
-            (
-                intern!(py, "waitress.client_disconnected"),
-                &py.None().into_bound(py),
-            ),
+            (intern!(py, "waitress.client_disconnected"), &none),
         ] {
             env.set_item(key, value)?;
         }

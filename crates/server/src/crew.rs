@@ -18,9 +18,8 @@
 //!    nothing else, so no driver wake-up and no `epoll_wait`), telling the caller to write
 //!    the answer itself so it is not held until the runtime next runs (`next_queued`
 //!    never waits, so the Python crate's workers take a queued request without letting
-//!    the GIL go). One `epoll_wait`
-//!    and one runtime pass so serve a whole burst, not each request (session 8: pinned
-//!    hello CPU −31%). A burst is not a queue of requests waiting for a thread: the queue
+//!    the GIL go). One `epoll_wait` and one runtime pass so serve a whole burst, not each
+//!    request (session 8: pinned hello CPU −31%). A burst is not a queue of requests waiting for a thread: the queue
 //!    never outgrows the idle workers, so the queue-depth warning (SPEC §3.15) stays for
 //!    requests that wait because every worker is busy, and a request that runs long does
 //!    not hold the ones behind it past the stand-by's next check (rule 3).
@@ -579,6 +578,16 @@ mod tests {
         (crew, runtime, standby)
     }
 
+    /// Count `idle` workers as waiting in `next` (none runs: the thread under test takes
+    /// every request), then wait for the stand-by to hand out the runtime. The stand-by,
+    /// which leads only when no worker is idle, then never takes the lead first.
+    fn count_idle(crew: &Crew, idle: usize) {
+        crew.lock().idle += idle;
+        while crew.lock().runtime.is_none() {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn end(crew: &Crew, standby: thread::JoinHandle<()>) {
         crew.finish();
         standby.join().unwrap();
@@ -616,12 +625,7 @@ mod tests {
     #[test]
     fn rule_2_a_pass_hands_over_a_request_per_idle_worker_and_the_leader_runs_them_in_turn() {
         let (crew, runtime, standby) = crew();
-        // Two workers idle in `next` (counted only: none runs, so the leader takes all; and
-        // the stand-by, which leads only when none is idle, never does).
-        crew.lock().idle += 2;
-        while crew.lock().runtime.is_none() {
-            thread::sleep(Duration::from_millis(1));
-        }
+        count_idle(&crew, 2);
         for connection in 0..5 {
             let crew = Arc::clone(&crew);
             runtime.spawn(async move {
@@ -663,10 +667,7 @@ mod tests {
     #[test]
     fn next_queued_takes_only_a_queued_request() {
         let (crew, _runtime, standby) = crew();
-        crew.lock().idle += 1;
-        while crew.lock().runtime.is_none() {
-            thread::sleep(Duration::from_millis(1));
-        }
+        count_idle(&crew, 1);
         let mut told = Vec::new();
         let first = |now: bool| told.push(now);
         let Err(first) = crew.next_queued(first) else {
@@ -748,12 +749,8 @@ mod tests {
     #[test]
     fn a_panic_while_leading_vacates_the_lead() {
         let (crew, _runtime, standby) = crew();
-        // A worker counted idle keeps the stand-by from taking the vacant lead first (it
-        // leads only when none is), so this thread leads.
-        crew.lock().idle += 1;
-        while crew.lock().runtime.is_none() {
-            thread::sleep(Duration::from_millis(1));
-        }
+        // So this thread, not the stand-by, takes the vacant lead.
+        count_idle(&crew, 1);
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crew.next_after(|now| panic!("in the first step ({now})"))
         }));

@@ -191,7 +191,7 @@ pub(crate) enum Reply {
 const DIRECT_MIN: usize = 8 * 1024;
 
 /// `parts` without their first `skip` bytes.
-pub(crate) fn after<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<&'a [u8]> {
+fn after<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<&'a [u8]> {
     let mut rest = Vec::with_capacity(parts.len());
     for part in parts {
         if skip >= part.len() {

@@ -259,15 +259,18 @@ impl Spill {
 
 /// `parts` written to `file` from `offset`, in order, whatever the file takes per call.
 fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> io::Result<()> {
-    let total = parts.iter().map(|part| part.len()).sum::<usize>();
-    let mut done = 0;
-    while done < total {
-        let rest = crate::handler::after(parts, done);
-        let slices: Vec<io::IoSlice<'_>> = rest.iter().map(|part| io::IoSlice::new(part)).collect();
-        let at = offset.saturating_add(u64::try_from(done).unwrap_or(u64::MAX));
-        match rustix::io::pwritev(file, &slices, at) {
+    let mut slices: Vec<io::IoSlice<'_>> =
+        parts.iter().map(|part| io::IoSlice::new(part)).collect();
+    let mut rest = slices.as_mut_slice();
+    io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
+    let mut at = offset;
+    while !rest.is_empty() {
+        match rustix::io::pwritev(file, rest, at) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
+            Ok(n) => {
+                io::IoSlice::advance_slices(&mut rest, n);
+                at = at.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            }
             Err(rustix::io::Errno::INTR) => {}
             Err(err) => return Err(err.into()),
         }
