@@ -214,17 +214,10 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
         loop {
             // The response just run is ended as this worker turns to the next (inside the
             // runtime when it leads or the lead is vacant: no driver wake-up), without the
-            // GIL when this worker then waits or leads: a simple request costs at most one
-            // release and one acquire of it. A large last piece, or any last piece when
+            // GIL: a simple request costs one release and one acquire of it. A large last piece, or any last piece when
             // another request runs first, is written to the socket there.
             let ending = ended.take();
-            let first = move |now: bool| end(ending, now);
-            // A request already queued (a burst, crew.rs rule 2) is taken attached: the GIL
-            // is let go only to wait or to drive the I/O.
-            let next = match crew.next_queued(first) {
-                Ok(job) => Some(job),
-                Err(first) => py.detach(|| crew.next_after(first)),
-            };
+            let next = py.detach(|| crew.next_after(|now| end(ending, now)));
             let Some((request, responder)) = next else {
                 return;
             };

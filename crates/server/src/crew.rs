@@ -16,9 +16,7 @@
 //!    a queued request before it leads again, and ends the response it ran inside the
 //!    runtime on the way (a **brief lead**: `block_on` of the ending alone, which polls
 //!    nothing else, so no driver wake-up and no `epoll_wait`), telling the caller to write
-//!    the answer itself so it is not held until the runtime next runs (`next_queued`
-//!    never waits, so the Python crate's workers take a queued request without letting
-//!    the GIL go). One `epoll_wait` and one runtime pass so serve a whole burst, not each
+//!    the answer itself so it is not held until the runtime next runs. One `epoll_wait` and one runtime pass so serve a whole burst, not each
 //!    request (session 8: pinned hello CPU −31%). A burst is not a queue of requests waiting for a thread: the queue
 //!    never outgrows the idle workers, so the queue-depth warning (SPEC §3.15) stays for
 //!    requests that wait because every worker is busy, and a request that runs long does
@@ -252,17 +250,6 @@ impl Crew {
                 }
             }
             state = self.wait_idle(state);
-        }
-    }
-
-    /// The first queued request, with `first` run as `next_after` runs it, if one is
-    /// queued; else `first` back, not run. Never waits, so a worker may call it attached to
-    /// the interpreter: between the requests of a burst it keeps the GIL (rule 2).
-    pub fn next_queued<F: FnOnce(bool)>(&self, first: F) -> Result<Job, F> {
-        let mut state = self.lock();
-        match state.queue.pop_front() {
-            Some((_, job)) => Ok(self.end_then_take(state, job, first)),
-            None => Err(first),
         }
     }
 
@@ -658,30 +645,6 @@ mod tests {
             responder.abort("test");
         }
         crew.lock().idle -= 2;
-        end(&crew, standby);
-    }
-
-    /// `next_queued` never waits: with nothing queued it gives `first` back, not run; with
-    /// a request queued it runs `first` (told another request comes first, in a brief lead
-    /// as the lead is vacant) and hands over the request, the lead vacant again.
-    #[test]
-    fn next_queued_takes_only_a_queued_request() {
-        let (crew, _runtime, standby) = crew();
-        count_idle(&crew, 1);
-        let mut told = Vec::new();
-        let first = |now: bool| told.push(now);
-        let Err(first) = crew.next_queued(first) else {
-            panic!("nothing was queued");
-        };
-        assert!(crew.push(job(7)));
-        let Ok((request, responder)) = crew.next_queued(first) else {
-            panic!("a request was queued");
-        };
-        assert_eq!(request.listener, 7);
-        assert_eq!(told, [true]);
-        assert_eq!(crew.lock().lead, Lead::Vacant);
-        responder.abort("test");
-        crew.lock().idle -= 1;
         end(&crew, standby);
     }
 
