@@ -57,12 +57,13 @@ class RequestParser:
 
 @final
 class Call:
-    """``start_response`` for one request (calling it); ``write`` is the WSGI write."""
+    """One request's ``start_response`` (the bound method handed to the application) and
+    ``write`` (calling the object, which ``start_response`` returns)."""
 
-    def __call__(
+    def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]: ...
-    def write(self, data: bytes) -> None: ...
+    ) -> Call: ...
+    def __call__(self, data: bytes) -> None: ...
 
 @final
 class ClientDisconnectedCheck:

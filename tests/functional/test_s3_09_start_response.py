@@ -162,3 +162,31 @@ def test_a_start_response_the_application_keeps_is_never_another_requests() -> N
     for start_response in kept:
         with pytest.raises(AssertionError):
             start_response("500 Oops", [])
+
+
+def test_a_write_the_application_keeps_is_never_another_requests() -> None:
+    """The `write` callable an application keeps holds its own request's response: a worker
+    reuses its `start_response` for the next request only when nothing holds either, so a
+    later request gets a `write` of its own, and a kept one called after its response has
+    ended sends nothing into another request's response."""
+    kept: list[Any] = []
+    same: list[bool] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Length", "2")])
+        if environ["PATH_INFO"] == "/keep":
+            kept.append(write)  # the one reference kept: no other list holds a write
+        elif kept:
+            same.append(write is kept[0])
+            kept[0](b"XX")  # its own response is over: past its Content-Length, dropped
+        return [b"ok"]
+
+    server = Running(app, threads=1)
+    try:
+        for path in (b"/keep", b"/other", b"/other"):
+            response = server.exchange(b"GET " + path + b" HTTP/1.0\r\n\r\n")
+            assert response.startswith(b"HTTP/1.0 200 OK"), response
+            assert response.endswith(b"\r\n\r\nok"), response
+    finally:
+        server.stop()
+    assert same == [False, False]

@@ -105,7 +105,7 @@ impl Fixture {
     ) -> PyResult<Vec<u8>> {
         let call = Call::new(None, request, &self.site, &self.helpers, false);
         let call = Bound::new(py, call)?;
-        call.call1((status, headers))?;
+        call.call_method1(pyo3::intern!(py, "start_response"), (status, headers))?;
         let mut call = call.borrow_mut();
         call.build_head(py)
     }

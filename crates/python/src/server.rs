@@ -210,7 +210,7 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
     Python::attach(|py| {
         let mut ended = None;
         // This worker's `Call` object, reused while no application keeps one (`serve`).
-        let mut spare = None;
+        let mut spare: wsgi::Spare = None;
         loop {
             // The response just run is ended as this worker turns to the next (inside the
             // runtime when it leads or the lead is vacant: no driver wake-up), without the

@@ -367,7 +367,8 @@ struct RequestFacts {
     wants_close: bool,
 }
 
-/// `start_response` (calling the object) and `write` for one request (rule 2).
+/// One request's `start_response` (the bound method handed to the application) and `write`
+/// (calling the object, which `start_response` returns) (rule 2).
 #[pyclass(module = "waitress._core")]
 #[derive(Debug)]
 #[allow(
@@ -811,6 +812,22 @@ impl Call {
         Ok(())
     }
 
+    /// The WSGI `write` (calling the object).
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.complete {
+            return Err(PyRuntimeError::new_err(
+                "start_response was not called before body written",
+            ));
+        }
+        let Ok(bytes) = data.cast::<PyBytes>() else {
+            return Err(PyTypeError::new_err(format!(
+                "WSGI response body must be bytes, not {}",
+                data.get_type().name()?
+            )));
+        };
+        self.write_bytes(py, bytes.as_bytes(), Some(bytes))
+    }
+
     /// A body shorter than its Content-Length ends the connection (SPEC §3.10).
     fn check_length(&mut self, py: Python<'_>) -> PyResult<()> {
         let Some(declared) = self.content_length else {
@@ -835,15 +852,17 @@ impl Call {
 
 #[pymethods]
 impl Call {
-    /// `start_response(status, headers, exc_info=None)` (SPEC §3.9); returns `write`.
+    /// `start_response(status, headers, exc_info=None)` (SPEC §3.9); returns `write`, the
+    /// object itself. Handed to the application as a bound method, which is called with
+    /// its arguments as they are (vectorcall), where calling the object would pack them in
+    /// a tuple; and returning the object makes no bound `write` method per request.
     #[pyo3(signature = (status, headers, exc_info = None))]
-    fn __call__<'py>(
+    fn start_response<'py>(
         slf: &Bound<'py, Self>,
         status: &Bound<'py, PyAny>,
         headers: &Bound<'py, PyAny>,
         exc_info: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
         {
             let this = slf.borrow();
             let raising = match exc_info {
@@ -905,23 +924,12 @@ impl Call {
             }
         }
         slf.borrow_mut().start(status_text, checked, content_length);
-        slf.getattr(intern!(py, "write"))
+        Ok(slf.clone().into_any())
     }
 
     /// The WSGI `write` callable.
-    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !self.complete {
-            return Err(PyRuntimeError::new_err(
-                "start_response was not called before body written",
-            ));
-        }
-        let Ok(bytes) = data.cast::<PyBytes>() else {
-            return Err(PyTypeError::new_err(format!(
-                "WSGI response body must be bytes, not {}",
-                data.get_type().name()?
-            )));
-        };
-        self.write_bytes(py, bytes.as_bytes(), Some(bytes))
+    fn __call__(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(py, data)
     }
 }
 
@@ -1338,8 +1346,9 @@ fn execute(
     helpers: &Helpers,
     environ: &Bound<'_, PyDict>,
     call: &Bound<'_, Call>,
+    start_response: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let app_iter = site.app.bind(py).call1((environ, call))?;
+    let app_iter = site.app.bind(py).call1((environ, start_response))?;
     // A list or tuple is neither a file wrapper nor has it a close(): two type reads skip
     // the isinstance call and the failing attribute lookup.
     let plain =
@@ -1457,6 +1466,10 @@ fn port_string(py: Python<'_>, port: u16) -> Bound<'_, PyString> {
     PyString::new(py, text)
 }
 
+/// A worker's `Call` and its bound `start_response`, kept from one request for the next
+/// while nothing else holds them (`serve`).
+pub(crate) type Spare = Option<(Py<Call>, Py<PyAny>)>;
+
 /// Serve one request on the calling worker thread (module rules). Returns the responder and
 /// how to end the response, for the caller to carry out after its busy count drops; None when
 /// the response already ended.
@@ -1466,7 +1479,7 @@ pub(crate) fn serve(
     helpers: &Arc<Helpers>,
     request: Request,
     responder: Responder,
-    spare: &mut Option<Py<Call>>,
+    spare: &mut Spare,
 ) -> PyResult<Option<(Responder, Ending)>> {
     let Request {
         head,
@@ -1480,13 +1493,14 @@ pub(crate) fn serve(
     let fresh = Call::new(Some(responder), head, site, helpers, closing);
     // The worker's `Call` object from its last request, when nothing kept it, is this
     // request's, its contents replaced whole: no object made and freed per request.
-    let call = match spare.take() {
-        Some(kept) => {
-            let kept = kept.into_bound(py);
-            *kept.borrow_mut() = fresh;
-            kept
-        }
-        None => Bound::new(py, fresh)?,
+    let (call, start_response) = if let Some((kept, method)) = spare.take() {
+        let kept = kept.into_bound(py);
+        *kept.borrow_mut() = fresh;
+        (kept, method.into_bound(py))
+    } else {
+        let call = Bound::new(py, fresh)?;
+        let method = call.getattr(intern!(py, "start_response"))?;
+        (call, method)
     };
     let mut path: Option<Bound<'_, PyString>> = None;
     let mut input: Option<Bound<'_, PyAny>> = None;
@@ -1497,7 +1511,7 @@ pub(crate) fn serve(
             gone: &gone,
         };
         let environ = request_environ(py, site, helpers, &facts, body, &mut path, &mut input)?;
-        execute(py, site, helpers, &environ, &call)?;
+        execute(py, site, helpers, &environ, &call, &start_response)?;
         call.borrow_mut().finish(py)
     })();
     let (responder, pending) = {
@@ -1515,11 +1529,15 @@ pub(crate) fn serve(
             stream.call_method0(intern!(py, "close"))?;
         }
     }
-    // SAFETY: a refcount read of a live object (the Bound holds it), with the GIL held.
-    if unsafe { pyo3::ffi::Py_REFCNT(call.as_ptr()) } == 1 {
-        // Nobody else holds it (no `write` callable kept by the application): the next
-        // request may use it.
-        *spare = Some(call.clone().unbind());
+    // Held here and by the method only (no `start_response` or `write` kept by the
+    // application): the next request may use both.
+    // SAFETY: refcount reads of live objects (the Bounds hold them), with the GIL held.
+    let alone = unsafe {
+        pyo3::ffi::Py_REFCNT(call.as_ptr()) == 2
+            && pyo3::ffi::Py_REFCNT(start_response.as_ptr()) == 1
+    };
+    if alone {
+        *spare = Some((call.clone().unbind(), start_response.clone().unbind()));
     }
     let Some(mut responder) = responder else {
         return Ok(None);
