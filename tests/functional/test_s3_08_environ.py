@@ -209,3 +209,58 @@ def test_wsgi_input_an_app_keeps_is_closed_after_the_response(
     assert kept.closed
     with pytest.raises(ValueError):
         kept.read()
+
+
+def test_a_kept_alive_connections_requests_each_get_a_fresh_environ_with_its_peer() -> None:
+    """From a connection's second request on, its environ starts from a copy of a template
+    holding its peer and its `waitress.client_disconnected`: each request still gets its own
+    dict with the connection's own peer, whatever the application did to an earlier one,
+    and each connection its own check (True once that connection is gone)."""
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(
+            {
+                "addr": (environ["REMOTE_ADDR"], environ["REMOTE_HOST"]),
+                "port": environ.get("REMOTE_PORT"),
+                "added": "X_ADDED" in environ,
+                "check": environ["waitress.client_disconnected"],
+                "environ": environ,
+            }
+        )
+        # What an application does to its environ stays in that request's.
+        environ["REMOTE_ADDR"] = "tampered"
+        environ["X_ADDED"] = True
+        del environ["REMOTE_PORT"]
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def requests(sock: socket.socket, count: int) -> None:
+        for _ in range(count):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"\r\n\r\nok"):
+                chunk = sock.recv(4096)
+                assert chunk, data
+                data += chunk
+
+    server = Running(app, threads=1)
+    try:
+        first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        requests(first, 4)
+        first_port = str(first.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as second:
+            requests(second, 3)
+            second_port = str(second.getsockname()[1])
+            first.close()
+            deadline = time.monotonic() + 5
+            while not seen[0]["check"]() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert seen[0]["check"]() and not seen[4]["check"]()
+    finally:
+        server.stop()
+    assert [s["port"] for s in seen] == [first_port] * 4 + [second_port] * 3
+    assert all(s["addr"] == ("127.0.0.1", "127.0.0.1") and not s["added"] for s in seen)
+    assert len({id(s["environ"]) for s in seen}) == len(seen)
+    assert len({id(s["check"]) for s in seen[:4]}) == 1
+    assert seen[4]["check"] is seen[6]["check"] is not seen[0]["check"]

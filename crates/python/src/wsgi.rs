@@ -24,7 +24,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
@@ -75,7 +75,7 @@ pub(crate) struct Site {
     pub(crate) ident: Option<Arc<str>>,
     pub(crate) expose_tracebacks: bool,
     /// The environ keys that are the same for every request, copied per request.
-    pub(crate) template: std::sync::OnceLock<Template>,
+    pub(crate) template: OnceLock<Template>,
 }
 
 /// The environ every request starts from (`Site::template`): the keys that are the same for
@@ -1033,7 +1033,7 @@ fn build_environ<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
     let template = site.template(py, helpers)?;
-    let env = template.env.bind(py).copy()?;
+    let env = environ_start(py, template, request)?;
     // The template holds GET, "" and HTTP/1.1 (`Site::template`): only others are set.
     if head.method() != b"GET" {
         put(
@@ -1072,26 +1072,11 @@ fn build_environ<'py>(
             intern!(py, "HTTP/1.0"),
         )?;
     }
-    let (addr, port) = match request.peer {
-        Peer::Tcp(addr) => (peer_ip(py, addr.ip()), peer_port(py, addr.port())),
-        Peer::Unix => (
-            intern!(py, "localhost").clone(),
-            intern!(py, "None").clone(),
-        ),
-    };
-    put(&env, intern!(py, "REMOTE_ADDR"), &addr)?;
-    put(&env, intern!(py, "REMOTE_HOST"), &addr)?;
-    put(&env, intern!(py, "REMOTE_PORT"), &port)?;
     put(&env, intern!(py, "wsgi.input"), input)?;
     let errors = stderr(py, helpers)?;
     if !errors.is(template.errors.bind(py)) {
         put(&env, intern!(py, "wsgi.errors"), &errors)?;
     }
-    put(
-        &env,
-        intern!(py, "waitress.client_disconnected"),
-        &disconnected_check(py, request.gone)?,
-    )?;
     // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
     // dropped (the body is already decoded). Names are compared as their CGI form without
     // building it; only a field without an interned key gets its key built.
@@ -1135,24 +1120,70 @@ fn build_environ<'py>(
     Ok(env)
 }
 
-/// The connection's `waitress.client_disconnected`: made for its first request and kept
-/// with the connection's `ClientGone` for the rest (it reads only the flag, so the two do
-/// not keep each other alive).
-fn disconnected_check<'py>(
+/// What a connection keeps for its requests (`ClientGone::keep`; it reads only the flag, so
+/// the two do not keep each other alive).
+struct ConnectionKept {
+    /// The connection's `waitress.client_disconnected`, made for its first request.
+    check: Py<ClientDisconnectedCheck>,
+    /// From its second request on: the site's environ template with this connection's
+    /// peer (`REMOTE_ADDR`, `REMOTE_HOST`, `REMOTE_PORT`) and `check` in it, so a request on
+    /// a kept-alive connection sets none of the four. Not made for a connection that
+    /// serves one request, which would pay a dict copy for nothing.
+    template: OnceLock<Py<PyDict>>,
+}
+
+/// The environ's starting point for `request`: a copy of its connection's template when
+/// it has one, else of the site's, with the peer and the check set (and a template for
+/// the connection made at its second request).
+fn environ_start<'py>(
     py: Python<'py>,
-    gone: &ClientGone,
-) -> PyResult<Bound<'py, ClientDisconnectedCheck>> {
-    if let Some(check) = gone.kept::<Py<ClientDisconnectedCheck>>() {
-        return Ok(check.bind(py).clone());
+    template: &Template,
+    request: &Facts<'_>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let Some(kept) = request.gone.kept::<ConnectionKept>() else {
+        // The connection's first request.
+        let check = Bound::new(
+            py,
+            ClientDisconnectedCheck {
+                flag: Arc::clone(request.gone.flag()),
+            },
+        )?;
+        request.gone.keep(ConnectionKept {
+            check: check.clone().unbind(),
+            template: OnceLock::new(),
+        });
+        let env = template.env.bind(py).copy()?;
+        put_connection(py, &env, request.peer, &check)?;
+        return Ok(env);
+    };
+    if let Some(own) = kept.template.get() {
+        return own.bind(py).copy();
     }
-    let check = Bound::new(
-        py,
-        ClientDisconnectedCheck {
-            flag: Arc::clone(gone.flag()),
-        },
-    )?;
-    gone.keep(check.clone().unbind());
-    Ok(check)
+    let own = template.env.bind(py).copy()?;
+    put_connection(py, &own, request.peer, kept.check.bind(py))?;
+    let env = own.copy()?;
+    let _ = kept.template.set(own.unbind());
+    Ok(env)
+}
+
+/// The values of a connection's environ keys: its peer and its check.
+fn put_connection(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    peer: &Peer,
+    check: &Bound<'_, ClientDisconnectedCheck>,
+) -> PyResult<()> {
+    let (addr, port) = match peer {
+        Peer::Tcp(addr) => (peer_ip(py, addr.ip()), peer_port(py, addr.port())),
+        Peer::Unix => (
+            intern!(py, "localhost").clone(),
+            intern!(py, "None").clone(),
+        ),
+    };
+    put(env, intern!(py, "REMOTE_ADDR"), &addr)?;
+    put(env, intern!(py, "REMOTE_HOST"), &addr)?;
+    put(env, intern!(py, "REMOTE_PORT"), &port)?;
+    put(env, intern!(py, "waitress.client_disconnected"), check)
 }
 
 /// `env[key] = value`, both borrowed, without pyo3's conversions of a `set_item` (the
