@@ -264,3 +264,57 @@ def test_a_kept_alive_connections_requests_each_get_a_fresh_environ_with_its_pee
     assert len({id(s["environ"]) for s in seen}) == len(seen)
     assert len({id(s["check"]) for s in seen[:4]}) == 1
     assert seen[4]["check"] is seen[6]["check"] is not seen[0]["check"]
+
+
+def test_a_kept_alive_connections_header_fields_are_each_requests_own() -> None:
+    """A connection's environ template holds the header fields of its second request (a
+    client mostly repeats them): each later request still sees exactly its own fields,
+    none it lacks, with its own values, repeated ones joined."""
+    seen: list[dict[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(
+            {k: v for k, v in environ.items() if k.startswith("HTTP_") or k.startswith("CONTENT_")}
+        )
+        environ.pop("wsgi.input").read()
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    heads = [
+        b"Host: a\r\nX-A: 1\r\n",
+        b"Host: a\r\nX-A: 1\r\nCookie: c=1\r\nUser-Agent: ua\r\n",  # the template's
+        b"Host: a\r\nCookie: c=1\r\nUser-Agent: ua\r\n",
+        b"User-Agent: ua\r\nHost: b\r\nX-A: 2\r\nX-A: 3\r\nX-New: n\r\nContent-Length: 3\r\n",
+        b"Host: a\r\nX-A: 1\r\nCookie: c=1\r\nUser-Agent: ua\r\n",
+        b"host: a\r\nx-a: 1\r\nCOOKIE: c=2\r\nuser-agent: ua\r\n",
+        b"Host: a\r\n",
+    ]
+    expected = [
+        {"HTTP_HOST": "a", "HTTP_X_A": "1"},
+        {"HTTP_HOST": "a", "HTTP_X_A": "1", "HTTP_COOKIE": "c=1", "HTTP_USER_AGENT": "ua"},
+        {"HTTP_HOST": "a", "HTTP_COOKIE": "c=1", "HTTP_USER_AGENT": "ua"},
+        {
+            "HTTP_USER_AGENT": "ua",
+            "HTTP_HOST": "b",
+            "HTTP_X_A": "2, 3",
+            "HTTP_X_NEW": "n",
+            "CONTENT_LENGTH": "3",
+        },
+        {"HTTP_HOST": "a", "HTTP_X_A": "1", "HTTP_COOKIE": "c=1", "HTTP_USER_AGENT": "ua"},
+        {"HTTP_HOST": "a", "HTTP_X_A": "1", "HTTP_COOKIE": "c=2", "HTTP_USER_AGENT": "ua"},
+        {"HTTP_HOST": "a"},
+    ]
+    server = Running(app, threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for head in heads:
+                body = b"abc" if b"Content-Length" in head else b""
+                sock.sendall(b"GET / HTTP/1.1\r\n" + head + b"\r\n" + body)
+                data = b""
+                while not data.endswith(b"\r\n\r\nok"):
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+    finally:
+        server.stop()
+    assert seen == expected

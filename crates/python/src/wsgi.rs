@@ -1032,8 +1032,36 @@ fn build_environ<'py>(
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = request.head;
+    // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
+    // dropped (the body is already decoded). Names are compared as their CGI form without
+    // building it; only a field without an interned key gets its key built.
+    let mut fields: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
+    for (name, value) in head.headers() {
+        if is_cgi(name, b"TRANSFER_ENCODING")
+            || (site.drop_proxy_headers && PROXY_HEADERS.iter().any(|key| is_cgi(name, key)))
+        {
+            continue;
+        }
+        if let Some((_, joined)) = fields.iter_mut().find(|(seen, _)| is_cgi(seen, name)) {
+            let joined = joined.to_mut();
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value);
+        } else {
+            fields.push((name, Cow::Borrowed(value)));
+        }
+    }
+    if matches!(head.body(), BodyKind::Chunked) {
+        let length = Cow::Owned(body_len.to_string().into_bytes());
+        match fields
+            .iter_mut()
+            .find(|(name, _)| is_cgi(name, b"CONTENT_LENGTH"))
+        {
+            Some((_, value)) => *value = length,
+            None => fields.push((b"Content-Length", length)),
+        }
+    }
     let template = site.template(py, helpers)?;
-    let env = environ_start(py, template, request)?;
+    let (env, known) = environ_start(py, template, request, &fields)?;
     // The template holds GET, "" and HTTP/1.1 (`Site::template`): only others are set.
     if head.method() != b"GET" {
         put(
@@ -1077,46 +1105,7 @@ fn build_environ<'py>(
     if !errors.is(template.errors.bind(py)) {
         put(&env, intern!(py, "wsgi.errors"), &errors)?;
     }
-    // Header fields: CGI names, repeated fields joined with ", ", Transfer-Encoding
-    // dropped (the body is already decoded). Names are compared as their CGI form without
-    // building it; only a field without an interned key gets its key built.
-    let mut fields: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(head.headers().len());
-    for (name, value) in head.headers() {
-        if is_cgi(name, b"TRANSFER_ENCODING")
-            || (site.drop_proxy_headers && PROXY_HEADERS.iter().any(|key| is_cgi(name, key)))
-        {
-            continue;
-        }
-        if let Some((_, joined)) = fields.iter_mut().find(|(seen, _)| is_cgi(seen, name)) {
-            let joined = joined.to_mut();
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(value);
-        } else {
-            fields.push((name, Cow::Borrowed(value)));
-        }
-    }
-    if matches!(head.body(), BodyKind::Chunked) {
-        let length = Cow::Owned(body_len.to_string().into_bytes());
-        match fields
-            .iter_mut()
-            .find(|(name, _)| is_cgi(name, b"CONTENT_LENGTH"))
-        {
-            Some((_, value)) => *value = length,
-            None => fields.push((b"Content-Length", length)),
-        }
-    }
-    for (name, value) in fields {
-        let value = latin1(py, &value)?;
-        if let Some(interned) = environ_key(py, name) {
-            put(&env, interned, &value)?;
-        } else {
-            // Field names are tokens (checked by the parser), so ASCII.
-            let mut key = String::with_capacity(5 + name.len());
-            key.push_str("HTTP_");
-            key.extend(name.iter().map(|&b| char::from(cgi_byte(b))));
-            env.set_item(key, value)?;
-        }
-    }
+    put_fields(py, &env, &fields, known)?;
     Ok(env)
 }
 
@@ -1125,45 +1114,131 @@ fn build_environ<'py>(
 struct ConnectionKept {
     /// The connection's `waitress.client_disconnected`, made for its first request.
     check: Py<ClientDisconnectedCheck>,
-    /// From its second request on: the site's environ template with this connection's
-    /// peer (`REMOTE_ADDR`, `REMOTE_HOST`, `REMOTE_PORT`) and `check` in it, so a request on
-    /// a kept-alive connection sets none of the four. Not made for a connection that
-    /// serves one request, which would pay a dict copy for nothing.
-    template: OnceLock<Py<PyDict>>,
+    /// Made at its second request (a connection that serves one request would pay a dict
+    /// copy for nothing).
+    template: OnceLock<OwnTemplate>,
 }
 
+/// A connection's environ template: the site's with the connection's peer (`REMOTE_ADDR`,
+/// `REMOTE_HOST`, `REMOTE_PORT`), its check, and the header fields of the request it was
+/// made for. A client sends mostly the same fields on every request of a connection (Host,
+/// User-Agent, Accept…), so a later request sets only the fields that differ and removes
+/// those it lacks.
+struct OwnTemplate {
+    env: Py<PyDict>,
+    /// The header fields in `env`, at most `KNOWN_FIELDS`, in the order they came.
+    fields: Vec<KnownField>,
+}
+
+/// A header field as a connection's template holds it.
+struct KnownField {
+    /// The name as sent (compared by its CGI form) and the value.
+    name: Vec<u8>,
+    value: Vec<u8>,
+    key: Py<PyString>,
+}
+
+/// The most header fields a connection's template holds (a `u64` marks those a request
+/// has); a request's further fields are set one by one.
+const KNOWN_FIELDS: usize = 64;
+
+/// Header fields as the environ takes them: the name as sent, the value (repeated fields
+/// joined).
+type Fields<'a> = [(&'a [u8], Cow<'a, [u8]>)];
+
 /// The environ's starting point for `request`: a copy of its connection's template when
-/// it has one, else of the site's, with the peer and the check set (and a template for
-/// the connection made at its second request).
-fn environ_start<'py>(
+/// it has one (made at its second request), else of the site's with the peer and the check
+/// set; and the header fields the copy already holds.
+fn environ_start<'py, 'a>(
     py: Python<'py>,
     template: &Template,
-    request: &Facts<'_>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let Some(kept) = request.gone.kept::<ConnectionKept>() else {
+    request: &Facts<'a>,
+    fields: &Fields<'_>,
+) -> PyResult<(Bound<'py, PyDict>, &'a [KnownField])> {
+    let gone: &'a ClientGone = request.gone;
+    let Some(kept) = gone.kept::<ConnectionKept>() else {
         // The connection's first request.
         let check = Bound::new(
             py,
             ClientDisconnectedCheck {
-                flag: Arc::clone(request.gone.flag()),
+                flag: Arc::clone(gone.flag()),
             },
         )?;
-        request.gone.keep(ConnectionKept {
+        gone.keep(ConnectionKept {
             check: check.clone().unbind(),
             template: OnceLock::new(),
         });
         let env = template.env.bind(py).copy()?;
         put_connection(py, &env, request.peer, &check)?;
-        return Ok(env);
+        return Ok((env, &[]));
     };
-    if let Some(own) = kept.template.get() {
-        return own.bind(py).copy();
+    if kept.template.get().is_none() {
+        let env = template.env.bind(py).copy()?;
+        put_connection(py, &env, request.peer, kept.check.bind(py))?;
+        let mut known = Vec::with_capacity(fields.len().min(KNOWN_FIELDS));
+        for (name, value) in fields.iter().take(KNOWN_FIELDS) {
+            let key = field_key(py, name);
+            put(&env, &key, &latin1(py, value)?)?;
+            known.push(KnownField {
+                name: name.to_vec(),
+                value: value.to_vec(),
+                key: key.unbind(),
+            });
+        }
+        let _ = kept.template.set(OwnTemplate {
+            env: env.unbind(),
+            fields: known,
+        });
     }
-    let own = template.env.bind(py).copy()?;
-    put_connection(py, &own, request.peer, kept.check.bind(py))?;
-    let env = own.copy()?;
-    let _ = kept.template.set(own.unbind());
-    Ok(env)
+    match kept.template.get() {
+        Some(own) => Ok((own.env.bind(py).copy()?, &own.fields)),
+        None => Err(PyRuntimeError::new_err("connection template not set")),
+    }
+}
+
+/// Set the header fields `known` (what the environ's template holds) does not: those it
+/// lacks or holds with another value; and remove those of `known` the request lacks.
+fn put_fields(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    fields: &Fields<'_>,
+    known: &[KnownField],
+) -> PyResult<()> {
+    let mut present: u64 = 0;
+    for (at, (name, value)) in fields.iter().enumerate() {
+        // Fields mostly come in the same order on a connection: the same place first.
+        let found = match known.get(at) {
+            Some(field) if is_cgi(&field.name, name) => Some(at),
+            _ => known.iter().position(|field| is_cgi(&field.name, name)),
+        };
+        match found.and_then(|index| Some((index, known.get(index)?))) {
+            Some((index, field)) => {
+                present |= 1 << index;
+                if field.value != **value {
+                    put(env, field.key.bind(py), &latin1(py, value)?)?;
+                }
+            }
+            None => put(env, &field_key(py, name), &latin1(py, value)?)?,
+        }
+    }
+    for (index, field) in known.iter().enumerate() {
+        if present & (1 << index) == 0 {
+            env.del_item(field.key.bind(py))?;
+        }
+    }
+    Ok(())
+}
+
+/// The environ key of a header field: interned for the common ones, else built
+/// (`HTTP_` and the CGI form; field names are tokens, checked by the parser, so ASCII).
+fn field_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    if let Some(interned) = environ_key(py, name) {
+        return interned.clone();
+    }
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&b| char::from(cgi_byte(b))));
+    PyString::new(py, &key)
 }
 
 /// The values of a connection's environ keys: its peer and its check.
