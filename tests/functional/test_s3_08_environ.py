@@ -318,3 +318,59 @@ def test_a_kept_alive_connections_header_fields_are_each_requests_own() -> None:
     finally:
         server.stop()
     assert seen == expected
+
+
+def test_a_kept_alive_connections_targets_are_each_requests_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection's environ template holds the target keys of the request it was made
+    for: a request for the same target sets none of them, any other sets all three (an
+    empty query included), and the path in the log is the request's own."""
+    seen: list[tuple[str, str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append((environ["PATH_INFO"], environ["QUERY_STRING"], environ["REQUEST_URI"]))
+        if "HTTP_X_BOOM" in environ:
+            raise RuntimeError("boom")
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    targets = [
+        b"/a?x=1",
+        b"/a?x=1",  # the template's
+        b"/a?x=1",
+        b"/b",
+        b"/a?x=1",
+        b"/c%20d?",
+        b"http://h/abs?z=2",
+        b"/a?x=1",
+        b"/a?x=1 boom",  # the template's target again, and the application fails
+    ]
+    server = Running(app, threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for target in targets:
+                target, _, boom = target.partition(b" ")
+                extra = b"X-Boom: 1\r\n" if boom else b""
+                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n" + extra + b"\r\n")
+                data = b""
+                while not (data.endswith(b"\r\n\r\nok") or b"500 Internal" in data):
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+                if b"500 Internal" in data:
+                    break
+    finally:
+        server.stop()
+    assert seen == [
+        ("/a", "x=1", "/a?x=1"),
+        ("/a", "x=1", "/a?x=1"),
+        ("/a", "x=1", "/a?x=1"),
+        ("/b", "", "/b"),
+        ("/a", "x=1", "/a?x=1"),
+        ("/c d", "", "/c%20d?"),
+        ("/abs", "z=2", "http://h/abs?z=2"),
+        ("/a", "x=1", "/a?x=1"),
+        ("/a", "x=1", "/a?x=1"),
+    ]
+    assert any("Exception while serving /a" in r.getMessage() for r in caplog.records)

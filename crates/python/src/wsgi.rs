@@ -1026,8 +1026,7 @@ fn build_environ<'py>(
     site: &Site,
     helpers: &Helpers,
     request: &Facts<'_>,
-    path: &Bound<'py, PyString>,
-    query: &Bound<'py, PyString>,
+    path: &mut Option<Bound<'py, PyString>>,
     input: &Bound<'py, PyAny>,
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -1061,7 +1060,8 @@ fn build_environ<'py>(
         }
     }
     let template = site.template(py, helpers)?;
-    let (env, known) = environ_start(py, template, request, &fields)?;
+    let start = environ_start(py, site, helpers, template, request, &fields)?;
+    let env = start.env;
     // The template holds GET, "" and HTTP/1.1 (`Site::template`): only others are set.
     if head.method() != b"GET" {
         put(
@@ -1070,29 +1070,10 @@ fn build_environ<'py>(
             &method(py, head.method())?,
         )?;
     }
-    let decoded = path.to_str()?;
-    match path_info(decoded, &site.url_prefix) {
-        // The decoded path as it is (no prefix, no leading `//`): its str again.
-        Cow::Borrowed(info) if info.len() == decoded.len() => {
-            put(&env, intern!(py, "PATH_INFO"), path)?;
-        }
-        info => put(&env, intern!(py, "PATH_INFO"), &PyString::new(py, &info))?,
-    }
-    if query.len()? > 0 {
-        put(&env, intern!(py, "QUERY_STRING"), query)?;
-    }
-    let target = head.target();
-    // An origin-form target that is a plain path (nothing escaped, no query) is its
-    // decoded path's str (`split_target`).
-    let plain = target.first() == Some(&b'/')
-        && target.get(1) != Some(&b'/')
-        && !target.iter().any(|&b| matches!(b, b'%' | b'?' | b'#'));
-    let uri = if plain {
-        path.clone()
-    } else {
-        latin1(py, target)?
-    };
-    put(&env, intern!(py, "REQUEST_URI"), &uri)?;
+    *path = Some(match start.path {
+        Some(decoded) => decoded,
+        None => put_target(py, site, helpers, &env, head.target(), start.query_set)?,
+    });
     if head.version() != Version::Http11 {
         put(
             &env,
@@ -1105,8 +1086,44 @@ fn build_environ<'py>(
     if !errors.is(template.errors.bind(py)) {
         put(&env, intern!(py, "wsgi.errors"), &errors)?;
     }
-    put_fields(py, &env, &fields, known)?;
+    put_fields(py, &env, &fields, start.known)?;
     Ok(env)
+}
+
+/// Set `PATH_INFO`, `QUERY_STRING` (when not empty, or when `query_set`: the template holds
+/// another) and `REQUEST_URI` from `target`; returns the decoded path.
+fn put_target<'py>(
+    py: Python<'py>,
+    site: &Site,
+    helpers: &Helpers,
+    env: &Bound<'py, PyDict>,
+    target: &[u8],
+    query_set: bool,
+) -> PyResult<Bound<'py, PyString>> {
+    let (path, query) = split_target(py, helpers, target)?;
+    let decoded = path.to_str()?;
+    match path_info(decoded, &site.url_prefix) {
+        // The decoded path as it is (no prefix, no leading `//`): its str again.
+        Cow::Borrowed(info) if info.len() == decoded.len() => {
+            put(env, intern!(py, "PATH_INFO"), &path)?;
+        }
+        info => put(env, intern!(py, "PATH_INFO"), &PyString::new(py, &info))?,
+    }
+    if query_set || query.len()? > 0 {
+        put(env, intern!(py, "QUERY_STRING"), &query)?;
+    }
+    // An origin-form target that is a plain path (nothing escaped, no query) is its
+    // decoded path's str (`split_target`).
+    let plain = target.first() == Some(&b'/')
+        && target.get(1) != Some(&b'/')
+        && !target.iter().any(|&b| matches!(b, b'%' | b'?' | b'#'));
+    let uri = if plain {
+        path.clone()
+    } else {
+        latin1(py, target)?
+    };
+    put(env, intern!(py, "REQUEST_URI"), &uri)?;
+    Ok(path)
 }
 
 /// What a connection keeps for its requests (`ClientGone::keep`; it reads only the flag, so
@@ -1128,6 +1145,22 @@ struct OwnTemplate {
     env: Py<PyDict>,
     /// The header fields in `env`, at most `KNOWN_FIELDS`, in the order they came.
     fields: Vec<KnownField>,
+    /// The request target whose `PATH_INFO`, `QUERY_STRING` and `REQUEST_URI` are in `env`
+    /// (a client that asks for the same one again, as a poller does, sets none of them),
+    /// and its decoded path.
+    target: Vec<u8>,
+    path: Py<PyString>,
+}
+
+/// Where an environ starts (`environ_start`).
+struct Start<'py, 'a> {
+    env: Bound<'py, PyDict>,
+    /// The header fields `env` holds already.
+    known: &'a [KnownField],
+    /// The decoded path when `env` holds this request's target keys already.
+    path: Option<Bound<'py, PyString>>,
+    /// `env` holds a `QUERY_STRING` of another request (`put_target`).
+    query_set: bool,
 }
 
 /// A header field as a connection's template holds it.
@@ -1148,13 +1181,15 @@ type Fields<'a> = [(&'a [u8], Cow<'a, [u8]>)];
 
 /// The environ's starting point for `request`: a copy of its connection's template when
 /// it has one (made at its second request), else of the site's with the peer and the check
-/// set; and the header fields the copy already holds.
+/// set; and what the copy already holds of this request.
 fn environ_start<'py, 'a>(
     py: Python<'py>,
+    site: &Site,
+    helpers: &Helpers,
     template: &Template,
     request: &Facts<'a>,
     fields: &Fields<'_>,
-) -> PyResult<(Bound<'py, PyDict>, &'a [KnownField])> {
+) -> PyResult<Start<'py, 'a>> {
     let gone: &'a ClientGone = request.gone;
     let Some(kept) = gone.kept::<ConnectionKept>() else {
         // The connection's first request.
@@ -1170,7 +1205,12 @@ fn environ_start<'py, 'a>(
         });
         let env = template.env.bind(py).copy()?;
         put_connection(py, &env, request.peer, &check)?;
-        return Ok((env, &[]));
+        return Ok(Start {
+            env,
+            known: &[],
+            path: None,
+            query_set: false,
+        });
     };
     if kept.template.get().is_none() {
         let env = template.env.bind(py).copy()?;
@@ -1185,15 +1225,26 @@ fn environ_start<'py, 'a>(
                 key: key.unbind(),
             });
         }
+        let target = request.head.target();
+        let path = put_target(py, site, helpers, &env, target, false)?;
         let _ = kept.template.set(OwnTemplate {
             env: env.unbind(),
             fields: known,
+            target: target.to_vec(),
+            path: path.unbind(),
         });
     }
-    match kept.template.get() {
-        Some(own) => Ok((own.env.bind(py).copy()?, &own.fields)),
-        None => Err(PyRuntimeError::new_err("connection template not set")),
-    }
+    let Some(own) = kept.template.get() else {
+        return Err(PyRuntimeError::new_err("connection template not set"));
+    };
+    let same = own.target == request.head.target();
+    Ok(Start {
+        env: own.env.bind(py).copy()?,
+        known: &own.fields,
+        path: same.then(|| own.path.bind(py).clone()),
+        // A template made for a target without `?` holds the site's empty query.
+        query_set: !same && own.target.contains(&b'?'),
+    })
 }
 
 /// Set the header fields `known` (what the environ's template holds) does not: those it
@@ -1710,11 +1761,7 @@ pub(crate) fn request_environ<'py>(
     path: &mut Option<Bound<'py, PyString>>,
     input: &mut Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (decoded, query) = split_target(py, helpers, request.head.target())?;
-    *path = Some(decoded.clone());
     let (stream, body_len) = body_stream(py, helpers, body)?;
     *input = Some(stream.clone());
-    build_environ(
-        py, site, helpers, request, &decoded, &query, &stream, body_len,
-    )
+    build_environ(py, site, helpers, request, path, &stream, body_len)
 }
