@@ -190,3 +190,31 @@ def test_a_write_the_application_keeps_is_never_another_requests() -> None:
     finally:
         server.stop()
     assert same == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "expected"),
+    [
+        ("200 OK", "plain", b"X-Word: plain\r\n"),
+        ("200 OK", "caf\u00e9", b"X-Word: caf\xe9\r\n"),
+        ("200 \u00c7a va", "plain", b"HTTP/1.0 200 \xc7a va\r\n"),
+        ("200 OK", "\u20ac", None),
+    ],
+)
+def test_the_response_head_is_latin_1(status: str, value: str, expected: bytes | None) -> None:
+    """PEP 3333: the status and header strings go out as latin-1, each character one byte;
+    a character past U+00FF cannot, and the application's response is then a 500."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [("X-Word", value), ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = Running(app, threads=1)
+    try:
+        response = server.exchange(b"GET / HTTP/1.0\r\n\r\n")
+    finally:
+        server.stop()
+    if expected is None:
+        assert response.startswith(b"HTTP/1.0 500 Internal Server Error\r\n"), response
+    else:
+        assert expected in response and response.endswith(b"\r\n\r\nok"), response

@@ -152,6 +152,52 @@ fn stderr<'py>(py: Python<'py>, helpers: &Helpers) -> PyResult<Bound<'py, PyAny>
     }
 }
 
+/// A response head with a non-ASCII status or header (`Call::build_head`): each character
+/// one latin-1 byte, or the error Python's latin-1 encoder raises.
+fn latin1_head(
+    py: Python<'_>,
+    version: &[u8],
+    status: &str,
+    headers: &[(Cow<'_, str>, Cow<'_, [u8]>)],
+) -> PyResult<Vec<u8>> {
+    let mut text = String::with_capacity(256);
+    text.push_str("HTTP/");
+    text.push_str(&String::from_utf8_lossy(version));
+    text.push(' ');
+    text.push_str(status);
+    text.push_str("\r\n");
+    for (name, value) in headers {
+        text.push_str(name);
+        text.push_str(": ");
+        // Every value is a str's UTF-8 or the server's ASCII.
+        text.push_str(&String::from_utf8_lossy(value));
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    if text.chars().all(|c| u32::from(c) <= 0xFF) {
+        return Ok(text.chars().map(|c| c as u8).collect());
+    }
+    PyString::new(py, &text).call_method1("encode", ("latin-1",))?;
+    Err(PyValueError::new_err("response head is not latin-1"))
+}
+
+/// Whether `sys.stderr` is `errors`: a look at the sys dict that takes no reference (the
+/// check every request makes).
+fn stderr_is(py: Python<'_>, helpers: &Helpers, errors: &Bound<'_, PyAny>) -> bool {
+    let key = intern!(py, "stderr");
+    // SAFETY: both are live objects (the Bounds hold them) and the GIL is held; the result
+    // is a borrowed reference (or null), only compared, never dereferenced; a lookup error
+    // (none for an exact str key) is cleared and reads as "not the same".
+    unsafe {
+        let found =
+            pyo3::ffi::PyDict_GetItemWithError(helpers.sys_dict.bind(py).as_ptr(), key.as_ptr());
+        if found.is_null() {
+            pyo3::ffi::PyErr_Clear();
+        }
+        found == errors.as_ptr()
+    }
+}
+
 /// How a response ends, decided inside the WSGI call and carried out by the worker after it
 /// (never blocks).
 #[derive(Debug)]
@@ -621,7 +667,7 @@ impl Call {
         let mut has_connection = false;
         let mut has_server = false;
         let mut has_date = false;
-        let mut headers: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> =
             Vec::with_capacity(self.headers.len() + 5);
         for (raw_name, value) in &self.headers {
             let name = Self::normalise(&self.helpers, py, raw_name)?;
@@ -633,12 +679,15 @@ impl Call {
                 "Date" => has_date = true,
                 _ => {}
             }
-            headers.push((name, Cow::Borrowed(&**value)));
+            headers.push((name, Cow::Borrowed(value.as_bytes())));
         }
         if bodiless {
             self.content_length = None;
         } else if let (Some(length), false) = (self.content_length, has_length) {
-            headers.push(("Content-Length".into(), Cow::Owned(length.to_string())));
+            headers.push((
+                "Content-Length".into(),
+                Cow::Owned(length.to_string().into_bytes()),
+            ));
             has_length = true;
         }
         let length_known = has_length || bodiless;
@@ -648,7 +697,7 @@ impl Call {
                 keep
             } else {
                 // Chunked, then close (waitress Q5).
-                headers.push(("Transfer-Encoding".into(), "chunked".into()));
+                headers.push(("Transfer-Encoding".into(), Cow::Borrowed(b"chunked")));
                 self.chunked = true;
                 false
             }
@@ -664,49 +713,60 @@ impl Call {
         if !keep_alive {
             self.close_on_finish = true;
             if !has_connection {
-                headers.push(("Connection".into(), "close".into()));
+                headers.push(("Connection".into(), Cow::Borrowed(b"close")));
             }
         } else if !self.facts.http11 {
-            headers.push(("Connection".into(), "Keep-Alive".into()));
+            headers.push(("Connection".into(), Cow::Borrowed(b"Keep-Alive")));
         }
         if has_server {
             let via = self.ident.as_deref().unwrap_or("waitress");
-            headers.push(("Via".into(), via.into()));
+            headers.push(("Via".into(), Cow::Borrowed(via.as_bytes())));
         } else if let Some(ident) = &self.ident {
-            headers.push(("Server".into(), Cow::Borrowed(&**ident)));
+            headers.push(("Server".into(), Cow::Borrowed(ident.as_bytes())));
         }
         let date = DATE.with(|cache| *cache.borrow_mut().at(self.start_secs));
         if !has_date {
-            // Always ASCII.
-            headers.push((
-                "Date".into(),
-                std::str::from_utf8(&date).unwrap_or("").into(),
-            ));
+            headers.push(("Date".into(), Cow::Borrowed(&date)));
         }
         headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
-        let version = if self.facts.http11 { "1.1" } else { "1.0" };
-        let mut text = String::with_capacity(256);
-        text.push_str("HTTP/");
-        text.push_str(version);
-        text.push(' ');
-        text.push_str(self.status());
-        text.push_str("\r\n");
+        let version: &[u8] = if self.facts.http11 { b"1.1" } else { b"1.0" };
+        let status = self.status();
+        // PEP 3333: header text is latin-1. The application's strings are ASCII but for
+        // the rare exception (the server's own always are): then each character is one
+        // byte, or Python's encoder raises what it raises.
+        let ascii = status.is_ascii()
+            && headers
+                .iter()
+                .all(|(name, value)| name.is_ascii() && value.is_ascii());
+        if !ascii {
+            return latin1_head(py, version, status, &headers);
+        }
+        let size = 16
+            + status.len()
+            + headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 4)
+                .sum::<usize>();
+        // A small body is appended to the held head (`send_parts`): room for it now.
+        let body = self
+            .content_length
+            .and_then(|length| usize::try_from(length).ok())
+            .filter(|&length| length <= 4096)
+            .unwrap_or(0);
+        let mut head = Vec::with_capacity(size + body);
+        head.extend_from_slice(b"HTTP/");
+        head.extend_from_slice(version);
+        head.push(b' ');
+        head.extend_from_slice(status.as_bytes());
+        head.extend_from_slice(b"\r\n");
         for (name, value) in &headers {
-            text.push_str(name);
-            text.push_str(": ");
-            text.push_str(value);
-            text.push_str("\r\n");
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
         }
-        text.push_str("\r\n");
-        if text.is_ascii() {
-            return Ok(text.into_bytes());
-        }
-        if text.chars().all(|c| u32::from(c) <= 0xFF) {
-            return Ok(text.chars().map(|c| c as u8).collect());
-        }
-        // PEP 3333: header text is latin-1; raise exactly what Python's encoder raises.
-        PyString::new(py, &text).call_method1("encode", ("latin-1",))?;
-        Err(PyValueError::new_err("response head is not latin-1"))
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
     }
 
     /// `Task.write` of waitress (SPEC §3.10): the first call sends the head.
@@ -1082,9 +1142,8 @@ fn build_environ<'py>(
         )?;
     }
     put(&env, intern!(py, "wsgi.input"), input)?;
-    let errors = stderr(py, helpers)?;
-    if !errors.is(template.errors.bind(py)) {
-        put(&env, intern!(py, "wsgi.errors"), &errors)?;
+    if !stderr_is(py, helpers, template.errors.bind(py)) {
+        put(&env, intern!(py, "wsgi.errors"), &stderr(py, helpers)?)?;
     }
     put_fields(py, &env, &fields, start.known)?;
     Ok(env)
