@@ -218,3 +218,31 @@ def test_the_response_head_is_latin_1(status: str, value: str, expected: bytes |
         assert response.startswith(b"HTTP/1.0 500 Internal Server Error\r\n"), response
     else:
         assert expected in response and response.endswith(b"\r\n\r\nok"), response
+
+
+def _hop_by_hop_names() -> list[str]:
+    from waitress.task import hop_by_hop
+
+    names = sorted(hop_by_hop)
+    return names + [name.upper() for name in names] + [name.title() for name in names]
+
+
+@pytest.mark.parametrize("name", [*_hop_by_hop_names(), "\u212aeep-alive"])
+def test_every_hop_by_hop_header_is_refused_in_any_case(name: str) -> None:
+    """PEP 3333: each hop-by-hop name (any letter case; a name whose lower case is one, as
+    the Kelvin sign's `k`, too) makes the application's response a 500, while a name of the
+    same length that is none goes out."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        header = name if environ["PATH_INFO"] == "/hop" else "x" * len(name)
+        start_response("200 OK", [(header, "v"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = Running(app, threads=1)
+    try:
+        refused = server.exchange(b"GET /hop HTTP/1.0\r\n\r\n")
+        control = server.exchange(b"GET /control HTTP/1.0\r\n\r\n")
+    finally:
+        server.stop()
+    assert refused.startswith(b"HTTP/1.0 500 Internal Server Error\r\n"), refused
+    assert control.startswith(b"HTTP/1.0 200 OK\r\n"), control

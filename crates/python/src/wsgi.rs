@@ -228,6 +228,14 @@ pub(crate) struct Helpers {
     /// `waitress.task.hop_by_hop`: the names an application may not set (PEP 3333), read
     /// once so the Python module stays the one list.
     hop_by_hop: Vec<String>,
+    /// Bit `n` set: a name of `hop_by_hop` is `n` bytes long (63: any longer), so most
+    /// ASCII names are cleared by their length alone.
+    hop_by_hop_lengths: u64,
+}
+
+/// `lengths`' bit for a name of `len` bytes (`Helpers::hop_by_hop_lengths`).
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl Helpers {
@@ -251,13 +259,24 @@ impl Helpers {
                 .call_method1("getLogger", ("waitress",))?
                 .unbind(),
             wsgi_version: PyTuple::new(py, [1, 0])?.unbind(),
-            hop_by_hop: py
-                .import("waitress.task")?
+            hop_by_hop: Vec::new(),
+            hop_by_hop_lengths: 0,
+        }
+        .with_hop_by_hop(
+            py.import("waitress.task")?
                 .getattr("hop_by_hop")?
                 .try_iter()?
                 .map(|name| name?.extract::<String>())
                 .collect::<PyResult<_>>()?,
-        })
+        ))
+    }
+
+    fn with_hop_by_hop(mut self, names: Vec<String>) -> Self {
+        self.hop_by_hop_lengths = names
+            .iter()
+            .fold(0, |lengths, name| lengths | length_bit(name.len()));
+        self.hop_by_hop = names;
+        self
     }
 }
 
@@ -527,6 +546,15 @@ impl Call {
             close_on_finish: closing,
             chunked: false,
         }
+    }
+
+    /// This object for another request: `fresh`'s contents, keeping only the allocation of
+    /// the header list (emptied).
+    fn renew(&mut self, fresh: Call) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = fresh;
+        self.headers = headers;
     }
 
     /// What a valid `start_response` leaves: the status and headers as given (already
@@ -966,7 +994,9 @@ impl Call {
         }
         let helpers = Arc::clone(&slf.borrow().helpers);
         let mut content_length = None;
-        let mut checked = Vec::with_capacity(headers.len().unwrap_or(0));
+        // The list the last request on this `Call` used (`Call::renew`), for its allocation.
+        let mut checked = std::mem::take(&mut slf.borrow_mut().headers);
+        checked.clear();
         let mut check = |header: Bound<'py, PyAny>| -> PyResult<()> {
             checked.push(checked_header(&header, &helpers, &mut content_length)?);
             Ok(())
@@ -1031,6 +1061,14 @@ fn checked_header<'py>(
     }
     if name_nul || value_nul {
         return Err(PyValueError::new_err("NUL character present in header"));
+    }
+    let ascii = name_text.is_ascii();
+    if ascii
+        && name_text.len() != 14
+        && helpers.hop_by_hop_lengths & length_bit(name_text.len()) == 0
+    {
+        // Neither Content-Length nor, by its length, hop-by-hop.
+        return Ok((name_text, value_text));
     }
     let lower = lowered(&name_text);
     if lower.eq_ignore_ascii_case("content-length") {
@@ -1711,7 +1749,7 @@ pub(crate) fn serve(
     // request's, its contents replaced whole: no object made and freed per request.
     let (call, start_response) = if let Some((kept, method)) = spare.take() {
         let kept = kept.into_bound(py);
-        *kept.borrow_mut() = fresh;
+        kept.borrow_mut().renew(fresh);
         (kept, method.into_bound(py))
     } else {
         let call = Bound::new(py, fresh)?;
