@@ -46,8 +46,8 @@ serve: build ## serve the demo app (examples/demo_app.py) on http://127.0.0.1:80
 .PHONY: fmt
 fmt: venv ## format Rust and Python
 	$(CARGO) fmt --all
-	ruff format python tests examples bench
-	ruff check --fix python tests examples bench
+	ruff format python tests examples bench tools
+	ruff check --fix python tests examples bench tools
 
 .PHONY: lint-rust
 lint-rust: venv ## rustfmt check and clippy (warnings are errors); pyo3 needs the venv python
@@ -62,8 +62,8 @@ test-rust: venv ## cargo test (http + server crates, fuzz regressions replayed)
 .PHONY: lint-python
 lint-python: build ## ruff, mypy (strict) on the package, stubtest on the extension
 	ruff --version
-	ruff check python tests examples bench
-	ruff format --check python tests examples bench
+	ruff check python tests examples bench tools
+	ruff format --check python tests examples bench tools
 	mypy --version
 	mypy
 	python -m mypy.stubtest waitress._core --allowlist .mypy-stubtest-allowlist
