@@ -4,7 +4,10 @@
 //! 1. The environ is built here from the head the I/O side already parsed: keys interned,
 //!    values decoded as latin-1, exactly the keys of SPEC §3.8. A request target that is not
 //!    a plain origin-form path (absolute-form, `//…`, `*`) is split by Python's
-//!    `waitress.parser.split_uri`, so the rare forms keep waitress's exact semantics.
+//!    `waitress.parser.split_uri`, so the rare forms keep waitress's exact semantics. The
+//!    dict starts as a copy of a template: the site's, or from a connection's second request
+//!    on the connection's own (`ConnectionKept`), which holds what that connection's
+//!    requests mostly repeat, so only what differs is set.
 //! 2. `start_response` and `write` are one object, [`Call`], with the rules of §3.9 (`exc_info`,
 //!    a second call, hop-by-hop names, CR/LF/NUL) and the framing of §3.10 (Content-Length
 //!    truncation and shortfall, chunked on 1.1, close-delimited on 1.0, no body for HEAD,
