@@ -374,3 +374,63 @@ def test_a_kept_alive_connections_targets_are_each_requests_own(
         ("/a", "x=1", "/a?x=1"),
     ]
     assert any("Exception while serving /a" in r.getMessage() for r in caplog.records)
+
+
+def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> None:
+    """What a connection's template holds is bounded (an idle kept-alive connection keeps
+    little, whatever its requests carried): a large field or a long target is set for each
+    request instead, and every request still sees exactly its own."""
+    seen: list[dict[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(
+            {
+                k: v
+                for k, v in environ.items()
+                if k.startswith("HTTP_") or k in ("PATH_INFO", "QUERY_STRING", "REQUEST_URI")
+            }
+        )
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    big = "b" * 3000
+    long_path = "/" + "p" * 700
+    requests = [
+        ("/x?q", f"Host: h\r\nX-Big: {big}\r\nX-Small: s\r\n"),
+        (f"{long_path}?q", f"Host: h\r\nX-Big: {big}\r\nX-Small: s\r\n"),  # the template's
+        (f"{long_path}?q", f"Host: h\r\nX-Big: {big}\r\nX-Small: s\r\n"),
+        ("/y", "Host: h\r\nX-Small: s\r\n"),
+        (long_path, f"Host: h\r\nX-Big: {big}c\r\n"),
+    ]
+    server = Running(app, threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for target, head in requests:
+                sock.sendall(f"GET {target} HTTP/1.1\r\n{head}\r\n".encode())
+                data = b""
+                while not data.endswith(b"\r\n\r\nok"):
+                    chunk = sock.recv(65536)
+                    assert chunk, data
+                    data += chunk
+    finally:
+        server.stop()
+    full = {"HTTP_HOST": "h", "HTTP_X_BIG": big, "HTTP_X_SMALL": "s"}
+    assert seen == [
+        {**full, "PATH_INFO": "/x", "QUERY_STRING": "q", "REQUEST_URI": "/x?q"},
+        {**full, "PATH_INFO": long_path, "QUERY_STRING": "q", "REQUEST_URI": f"{long_path}?q"},
+        {**full, "PATH_INFO": long_path, "QUERY_STRING": "q", "REQUEST_URI": f"{long_path}?q"},
+        {
+            "HTTP_HOST": "h",
+            "HTTP_X_SMALL": "s",
+            "PATH_INFO": "/y",
+            "QUERY_STRING": "",
+            "REQUEST_URI": "/y",
+        },
+        {
+            "HTTP_HOST": "h",
+            "HTTP_X_BIG": big + "c",
+            "PATH_INFO": long_path,
+            "QUERY_STRING": "",
+            "REQUEST_URI": long_path,
+        },
+    ]

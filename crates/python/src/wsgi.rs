@@ -1243,13 +1243,13 @@ struct ConnectionKept {
 /// those it lacks.
 struct OwnTemplate {
     env: Py<PyDict>,
-    /// The header fields in `env`, at most `KNOWN_FIELDS`, in the order they came.
+    /// The header fields in `env`, in the order they came: at most `KNOWN_FIELDS`, of at
+    /// most `KNOWN_FIELD_BYTES` in all.
     fields: Vec<KnownField>,
     /// The request target whose `PATH_INFO`, `QUERY_STRING` and `REQUEST_URI` are in `env`
     /// (a client that asks for the same one again, as a poller does, sets none of them),
-    /// and its decoded path.
-    target: Vec<u8>,
-    path: Py<PyString>,
+    /// and its decoded path; None for a target longer than `KNOWN_TARGET_BYTES`.
+    target: Option<(Vec<u8>, Py<PyString>)>,
 }
 
 /// Where an environ starts (`environ_start`).
@@ -1274,6 +1274,12 @@ struct KnownField {
 /// The most header fields a connection's template holds (a `u64` marks those a request
 /// has); a request's further fields are set one by one.
 const KNOWN_FIELDS: usize = 64;
+
+/// The most bytes of field names and values, and of target, a connection's template holds:
+/// what an idle kept-alive connection keeps stays small whatever its requests carried (a
+/// browser's fields are well under this; larger ones are set per request).
+const KNOWN_FIELD_BYTES: usize = 2048;
+const KNOWN_TARGET_BYTES: usize = 512;
 
 /// Header fields as the environ takes them: the name as sent, the value (repeated fields
 /// joined).
@@ -1316,7 +1322,12 @@ fn environ_start<'py, 'a>(
         let env = template.env.bind(py).copy()?;
         put_connection(py, &env, request.peer, kept.check.bind(py))?;
         let mut known = Vec::with_capacity(fields.len().min(KNOWN_FIELDS));
+        let mut room = KNOWN_FIELD_BYTES;
         for (name, value) in fields.iter().take(KNOWN_FIELDS) {
+            let Some(left) = room.checked_sub(name.len() + value.len()) else {
+                break;
+            };
+            room = left;
             let key = field_key(py, name);
             put(&env, &key, &latin1(py, value)?)?;
             known.push(KnownField {
@@ -1326,24 +1337,36 @@ fn environ_start<'py, 'a>(
             });
         }
         let target = request.head.target();
-        let path = put_target(py, site, helpers, &env, target, false)?;
+        let target = if target.len() <= KNOWN_TARGET_BYTES {
+            let path = put_target(py, site, helpers, &env, target, false)?;
+            Some((target.to_vec(), path.unbind()))
+        } else {
+            None
+        };
         let _ = kept.template.set(OwnTemplate {
             env: env.unbind(),
             fields: known,
-            target: target.to_vec(),
-            path: path.unbind(),
+            target,
         });
     }
     let Some(own) = kept.template.get() else {
         return Err(PyRuntimeError::new_err("connection template not set"));
     };
-    let same = own.target == request.head.target();
+    let same = own
+        .target
+        .as_ref()
+        .filter(|(target, _)| target == request.head.target());
     Ok(Start {
         env: own.env.bind(py).copy()?,
         known: &own.fields,
-        path: same.then(|| own.path.bind(py).clone()),
-        // A template made for a target without `?` holds the site's empty query.
-        query_set: !same && own.target.contains(&b'?'),
+        path: same.map(|(_, path)| path.bind(py).clone()),
+        // A template without a target, or made for one without `?`, holds the site's
+        // empty query.
+        query_set: same.is_none()
+            && own
+                .target
+                .as_ref()
+                .is_some_and(|(target, _)| target.contains(&b'?')),
     })
 }
 
