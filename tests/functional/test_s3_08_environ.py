@@ -13,6 +13,20 @@ import pytest
 from tests.functional.serving import Running, body_of, read_all
 
 
+def answer(
+    sock: socket.socket, raw: bytes, *, until: tuple[bytes, ...] = (b"\r\n\r\nok",)
+) -> bytes:
+    """Send `raw` on a kept-alive connection and read until the data ends with (or, for an
+    error page, holds) one of `until`."""
+    sock.sendall(raw)
+    data = b""
+    while not any(data.endswith(end) or (end.startswith(b"HTTP") and end in data) for end in until):
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
 def test_environ_keys_and_values(running: Running) -> None:
     raw = (
         b"POST /env?x=%20 HTTP/1.1\r\nHost: example.com:81\r\nX-Foo: a\r\nX-Foo: b\r\n"
@@ -237,12 +251,7 @@ def test_a_kept_alive_connections_requests_each_get_a_fresh_environ_with_its_pee
 
     def requests(sock: socket.socket, count: int) -> None:
         for _ in range(count):
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while not data.endswith(b"\r\n\r\nok"):
-                chunk = sock.recv(4096)
-                assert chunk, data
-                data += chunk
+            answer(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 
     server = Running(app, threads=1)
     try:
@@ -309,12 +318,7 @@ def test_a_kept_alive_connections_header_fields_are_each_requests_own() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             for head in heads:
                 body = b"abc" if b"Content-Length" in head else b""
-                sock.sendall(b"GET / HTTP/1.1\r\n" + head + b"\r\n" + body)
-                data = b""
-                while not data.endswith(b"\r\n\r\nok"):
-                    chunk = sock.recv(4096)
-                    assert chunk, data
-                    data += chunk
+                answer(sock, b"GET / HTTP/1.1\r\n" + head + b"\r\n" + body)
     finally:
         server.stop()
     assert seen == expected
@@ -352,12 +356,8 @@ def test_a_kept_alive_connections_targets_are_each_requests_own(
             for target in targets:
                 target, _, boom = target.partition(b" ")
                 extra = b"X-Boom: 1\r\n" if boom else b""
-                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n" + extra + b"\r\n")
-                data = b""
-                while not (data.endswith(b"\r\n\r\nok") or b"500 Internal" in data):
-                    chunk = sock.recv(4096)
-                    assert chunk, data
-                    data += chunk
+                raw = b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n" + extra + b"\r\n"
+                data = answer(sock, raw, until=(b"\r\n\r\nok", b"HTTP/1.1 500 Internal"))
                 if b"500 Internal" in data:
                     break
     finally:
@@ -406,12 +406,7 @@ def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> N
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             for target, head in requests:
-                sock.sendall(f"GET {target} HTTP/1.1\r\n{head}\r\n".encode())
-                data = b""
-                while not data.endswith(b"\r\n\r\nok"):
-                    chunk = sock.recv(65536)
-                    assert chunk, data
-                    data += chunk
+                answer(sock, f"GET {target} HTTP/1.1\r\n{head}\r\n".encode())
     finally:
         server.stop()
     full = {"HTTP_HOST": "h", "HTTP_X_BIG": big, "HTTP_X_SMALL": "s"}
