@@ -429,3 +429,58 @@ def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> N
             "REQUEST_URI": long_path,
         },
     ]
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_a_kept_alive_connections_template_bounds_hold_at_their_edges(extra: int) -> None:
+    """At, one under and one over the template's bounds (2,048 bytes of field names and
+    values, a 512-byte target), each request of a connection still sees exactly its own
+    fields and target, whether the template holds them or they are set per request."""
+    seen: list[dict[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(
+            {
+                k: v
+                for k, v in environ.items()
+                if k.startswith("HTTP_") or k in ("PATH_INFO", "QUERY_STRING", "REQUEST_URI")
+            }
+        )
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    # Host + h is 5 bytes; X-Edge's name is 6: its value fills the rest to 2,048 + extra.
+    edge = "e" * (2048 + extra - 5 - 6)
+    path = "/" + "t" * (512 + extra - 3)  # and "?q" makes the target 512 + extra
+    target = path + "?q"
+    assert len(target) == 512 + extra
+    requests = [
+        (target, f"Host: h\r\nX-Edge: {edge}\r\n"),
+        (target, f"Host: h\r\nX-Edge: {edge}\r\n"),  # the template's
+        (target, f"Host: h\r\nX-Edge: {edge}\r\n"),
+        ("/o", "Host: h\r\n"),
+        (target, f"Host: h\r\nX-Edge: {edge}f\r\n"),
+        (path, f"Host: h\r\nX-Edge: {edge}\r\n"),
+    ]
+    server = Running(app, threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for at, head in requests:
+                answer(sock, f"GET {at} HTTP/1.1\r\n{head}\r\n".encode())
+    finally:
+        server.stop()
+    same = {
+        "HTTP_HOST": "h",
+        "HTTP_X_EDGE": edge,
+        "PATH_INFO": path,
+        "QUERY_STRING": "q",
+        "REQUEST_URI": target,
+    }
+    assert seen == [
+        same,
+        same,
+        same,
+        {"HTTP_HOST": "h", "PATH_INFO": "/o", "QUERY_STRING": "", "REQUEST_URI": "/o"},
+        {**same, "HTTP_X_EDGE": edge + "f"},
+        {**same, "QUERY_STRING": "", "REQUEST_URI": path},
+    ]
