@@ -25,7 +25,9 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use waitress_http::Limits;
-use waitress_server::{Crew, Handler, Level, Listener, LogSink, Request, ServerConfig, StopHandle};
+use waitress_server::{
+    Crew, Handler, Level, Listener, LogSink, Pushed, Request, ServerConfig, StopHandle,
+};
 
 use crate::wsgi::{self, Helpers, Site};
 
@@ -128,20 +130,24 @@ impl std::fmt::Debug for Pool {
 
 impl Handler for Pool {
     fn handle(&self, request: Request, responder: waitress_server::Responder) {
-        // SPEC §3.15: warn when a request has to wait for a worker.
         let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
         let idle = self
             .threads
             .saturating_sub(self.busy.load(Ordering::Acquire));
-        if queued > idle && self.log.queue_warnings.load(Ordering::Acquire) {
-            self.log.push(
-                "waitress.queue",
-                Level::Warning,
-                format!("Task queue depth is {}", queued - idle),
-            );
-        }
-        if !self.crew.push((request, responder)) {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        match self.crew.push((request, responder)) {
+            Pushed::Refused => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            // SPEC §3.15: warn when a request has to wait for a worker. One a free worker
+            // runs in its turn (a leader's burst, crew.rs rule 2) does not.
+            Pushed::Queued if queued > idle && self.log.queue_warnings.load(Ordering::Acquire) => {
+                self.log.push(
+                    "waitress.queue",
+                    Level::Warning,
+                    format!("Task queue depth is {}", queued - idle),
+                );
+            }
+            Pushed::Queued | Pushed::ToLeader => {}
         }
     }
 }

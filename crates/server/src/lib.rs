@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use waitress_http::Limits;
 
-pub use crew::{Crew, Job};
+pub use crew::{Crew, Job, Pushed};
 pub use handler::{ClientGone, Handler, Lent, Peer, Request, RequestBody, RespondError, Responder};
 use stop::Stage;
 pub use stop::StopHandle;
