@@ -28,7 +28,9 @@ use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
-use crate::handler::{ClientGone, Piece, Reply, Request, RequestBody, Responder, Wire};
+use crate::handler::{
+    io_slices, ClientGone, Piece, Reply, Request, RequestBody, Responder, Wire, FEW_PARTS,
+};
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::stop::{Stage, StopWatch};
 use crate::{Level, Peer, Shared};
@@ -124,9 +126,6 @@ pub(crate) trait Transport: Wire + Send + Sync + 'static {
     fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
 }
 
-/// Parts of a vectored write described without an allocation (`write_all_parts_ready`).
-const FEW_PARTS: usize = 8;
-
 macro_rules! sendfile_transport {
     ($stream:ty) => {
         impl Wire for $stream {
@@ -144,19 +143,7 @@ macro_rules! sendfile_transport {
                 // A response's few parts are described on the stack, not in a new Vec.
                 let mut few = [io::IoSlice::new(&[]); FEW_PARTS];
                 let mut many = Vec::new();
-                let slices = match few.get_mut(..parts.len()) {
-                    Some(slots) => {
-                        for (slot, part) in slots.iter_mut().zip(parts) {
-                            *slot = io::IoSlice::new(part);
-                        }
-                        slots
-                    }
-                    None => {
-                        many.extend(parts.iter().map(|p| io::IoSlice::new(p)));
-                        many.as_mut_slice()
-                    }
-                };
-                let mut rest = slices;
+                let mut rest = io_slices(parts, &mut few, &mut many);
                 io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
                 while !rest.is_empty() {
                     self.writable().await?;

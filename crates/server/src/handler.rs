@@ -204,6 +204,27 @@ fn after<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<&'a [u8]> {
     rest
 }
 
+/// Parts of a vectored write described without an allocation (`io_slices`).
+pub(crate) const FEW_PARTS: usize = 8;
+
+/// `parts` as the slices of one vectored write: in `few` (on the caller's stack) when they
+/// are at most `FEW_PARTS`, else in `many`.
+pub(crate) fn io_slices<'s, 'a>(
+    parts: &[&'a [u8]],
+    few: &'s mut [std::io::IoSlice<'a>; FEW_PARTS],
+    many: &'s mut Vec<std::io::IoSlice<'a>>,
+) -> &'s mut [std::io::IoSlice<'a>] {
+    if let Some(slots) = few.get_mut(..parts.len()) {
+        for (slot, part) in slots.iter_mut().zip(parts) {
+            *slot = std::io::IoSlice::new(part);
+        }
+        slots
+    } else {
+        many.extend(parts.iter().map(|p| std::io::IoSlice::new(p)));
+        many.as_mut_slice()
+    }
+}
+
 /// A socket a worker may write to directly, without waiting (module rule 5).
 pub(crate) trait Wire: Send + Sync + std::fmt::Debug {
     /// Write what the socket takes of `parts`, in order, now; `WouldBlock` when it takes
@@ -303,15 +324,18 @@ impl Responder {
         if total < min || total == 0 || !self.budget.is_drained() {
             return Ok(0);
         }
+        // Described on the stack: no allocation for a response's few parts.
+        let mut few = [std::io::IoSlice::new(&[]); FEW_PARTS];
+        let mut many = Vec::new();
+        let mut rest = io_slices(parts, &mut few, &mut many);
+        std::io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
         let mut done = 0;
-        while done < total {
-            let rest = after(parts, done);
-            let slices: Vec<std::io::IoSlice<'_>> =
-                rest.iter().map(|p| std::io::IoSlice::new(p)).collect();
-            match wire.try_send(&slices) {
+        while done < total && !rest.is_empty() {
+            match wire.try_send(rest) {
                 Ok(0) => break,
                 Ok(n) => {
                     done += n;
+                    std::io::IoSlice::advance_slices(&mut rest, n);
                     self.sent_direct = true;
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -588,4 +612,98 @@ impl Drop for Responder {
 pub trait Handler: Send + Sync + 'static {
     /// Queue `request` for a worker; answer through `responder`. Must not block (rule 1).
     fn handle(&self, request: Request, responder: Responder);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A socket that takes at most `per_call` bytes a write, `calls` writes in all (then
+    /// it is full), and keeps what it took.
+    #[derive(Debug)]
+    struct Partial {
+        per_call: usize,
+        calls: Mutex<usize>,
+        taken: Mutex<Vec<u8>>,
+    }
+
+    impl Wire for Partial {
+        fn try_send(&self, parts: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            let mut calls = self.calls.lock().unwrap();
+            if *calls == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            *calls -= 1;
+            let mut taken = self.taken.lock().unwrap();
+            let mut room = self.per_call;
+            for part in parts {
+                let n = part.len().min(room);
+                taken.extend_from_slice(&part[..n]);
+                room -= n;
+            }
+            Ok(self.per_call - room)
+        }
+    }
+
+    fn responder(wire: &Arc<Partial>) -> (Responder, mpsc::UnboundedReceiver<Reply>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let wire: Arc<dyn Wire> = Arc::clone(wire) as Arc<dyn Wire>;
+        let responder = Responder::new(
+            tx,
+            Arc::new(Budget::new(1 << 20, 1 << 19)),
+            Arc::new(ClientGone::default()),
+            StopHandle::new(),
+            wire,
+        );
+        (responder, rx)
+    }
+
+    fn parts() -> Vec<Vec<u8>> {
+        vec![
+            Vec::new(),
+            vec![b'a'; 4000],
+            Vec::new(),
+            vec![b'b'; 5000],
+            b"c".to_vec(),
+        ]
+    }
+
+    /// Rule 5: parts (empty ones among them) written straight to the socket in pieces that
+    /// end inside a part and at a part's end arrive whole and in order.
+    #[test]
+    fn rule_5_a_direct_write_taken_in_pieces_sends_every_part_in_order() {
+        let wire = Arc::new(Partial {
+            per_call: 1000,
+            calls: Mutex::new(100),
+            taken: Mutex::default(),
+        });
+        let (mut responder, mut rx) = responder(&wire);
+        let parts = parts();
+        let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        responder.write_raw_parts(&borrowed).unwrap();
+        assert_eq!(*wire.taken.lock().unwrap(), parts.concat());
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// Rule 5: what the socket did not take at once goes to the connection task, starting
+    /// exactly where the socket stopped (inside the second part).
+    #[test]
+    fn rule_5_what_a_full_socket_did_not_take_is_handed_over_from_where_it_stopped() {
+        let wire = Arc::new(Partial {
+            per_call: 3000,
+            calls: Mutex::new(2),
+            taken: Mutex::default(),
+        });
+        let (mut responder, mut rx) = responder(&wire);
+        let parts = parts();
+        let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        responder.write_raw_parts(&borrowed).unwrap();
+        let whole = parts.concat();
+        assert_eq!(*wire.taken.lock().unwrap(), whole[..6000]);
+        match rx.try_recv() {
+            Ok(Reply::Raw(piece)) => assert_eq!(piece.as_slice(), &whole[6000..]),
+            _ => panic!("the rest was not handed over as one raw piece"),
+        }
+    }
 }
