@@ -11,12 +11,13 @@
 //! 2. While a worker leads, a pass of the runtime lets through a **burst**: at most `BURST`
 //!    requests, or one for the leader and one for each idle worker when that is more
 //!    (`turn`: the queue holds no more than that); the others wait their turn in their
-//!    connections, in order, and the leader lets as many through each time it comes back. The leader runs what it was handed in turn
-//!    (with the GIL, one thread at a time runs Python anyway): a worker that finishes takes
-//!    a queued request before it leads again, and ends the response it ran inside the
-//!    runtime on the way (a **brief lead**: `block_on` of the ending alone, which polls
-//!    nothing else, so no driver wake-up and no `epoll_wait`), telling the caller to write
-//!    the answer itself so it is not held until the runtime next runs. One `epoll_wait` and
+//!    connections, in order, and the leader lets as many through each time it comes back.
+//!    The leader runs what it was handed in turn (with the GIL, one thread at a time runs
+//!    Python anyway): a worker that finishes takes a queued request before it leads again,
+//!    and ends the response it ran inside the runtime on the way (a **brief lead**:
+//!    `block_on` of the ending alone, which polls nothing else, so no driver wake-up and no
+//!    `epoll_wait`), telling the caller to write the answer itself so it is not held until
+//!    the runtime next runs. One `epoll_wait` and
 //!    one runtime pass so serve a whole burst, not each request (session 8: pinned hello
 //!    CPU −31%; session 10: a burst of up to 16 rather than `idle + 1`, −3%). A burst is not
 //!    a queue of requests waiting for a busy thread: a free worker (the leader) runs it, so
