@@ -128,27 +128,40 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-impl Handler for Pool {
-    fn handle(&self, request: Request, responder: waitress_server::Responder) {
-        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+impl Pool {
+    /// SPEC §3.15: `Task queue depth is N` when `queued` requests wait and fewer workers
+    /// are idle.
+    fn warn_depth(&self, queued: usize) {
         let idle = self
             .threads
             .saturating_sub(self.busy.load(Ordering::Acquire));
+        if queued > idle && self.log.queue_warnings.load(Ordering::Acquire) {
+            self.log.push(
+                "waitress.queue",
+                Level::Warning,
+                format!("Task queue depth is {}", queued - idle),
+            );
+        }
+    }
+}
+
+impl Handler for Pool {
+    fn handle(&self, request: Request, responder: waitress_server::Responder) {
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
         match self.crew.push((request, responder)) {
             Pushed::Refused => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
             }
-            // SPEC §3.15: warn when a request has to wait for a worker. One a free worker
-            // runs in its turn (a leader's burst, crew.rs rule 2) does not.
-            Pushed::Queued if queued > idle && self.log.queue_warnings.load(Ordering::Acquire) => {
-                self.log.push(
-                    "waitress.queue",
-                    Level::Warning,
-                    format!("Task queue depth is {}", queued - idle),
-                );
-            }
-            Pushed::Queued | Pushed::ToLeader => {}
+            // A request has to wait for a worker. One a free worker runs in its turn (a
+            // leader's burst, crew.rs rule 2) does not, unless every worker becomes busy
+            // first (`every_worker_busy`).
+            Pushed::Queued => self.warn_depth(queued),
+            Pushed::ToLeader => {}
         }
+    }
+
+    fn every_worker_busy(&self) {
+        self.warn_depth(self.queued.load(Ordering::Acquire));
     }
 }
 

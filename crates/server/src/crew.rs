@@ -30,7 +30,9 @@
 //!    same, since its last check: a request that takes longer than that must not hold
 //!    anyone else's. It then wakes an idle worker, to lead or to take the waiting request;
 //!    with no worker idle it leads itself, so accepts, timeouts and output never wait for
-//!    an application. It hands the lead back as soon as a worker is idle.
+//!    an application, and tells the handler when requests (a burst's) are left in the
+//!    queue waiting for those busy workers (`Handler::every_worker_busy`: the queue-depth
+//!    warning). It hands the lead back as soon as a worker is idle.
 //! 4. The stand-by sleeps without a timeout once nothing changed for `QUIET_CHECKS` checks;
 //!    the next vacancy wakes it. An idle server makes no wake-ups.
 //!
@@ -45,7 +47,7 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
-use crate::handler::{Request, Responder};
+use crate::handler::{Handler, Request, Responder};
 
 /// A complete request and the responder for its answer.
 pub type Job = (Request, Responder);
@@ -415,8 +417,9 @@ impl Crew {
     }
 
     /// The stand-by's part (module rules 3, 4), run by the thread that called `serve`
-    /// until `finish`.
-    pub(crate) fn stand_by(&self, runtime: &Arc<Runtime>) {
+    /// until `finish`. `handler` is told when it takes the lead from busy workers while
+    /// requests wait in the queue.
+    pub(crate) fn stand_by(&self, runtime: &Arc<Runtime>, handler: &dyn Handler) {
         let mut state = self.lock();
         state.runtime = Some(Arc::clone(runtime));
         self.workers.notify_all();
@@ -429,7 +432,11 @@ impl Crew {
             let stuck_queue = front.is_some() && front == seen_front;
             if stuck_lead && state.idle == 0 {
                 state.lead = Lead::Standby;
+                let waiting = !state.queue.is_empty();
                 drop(state);
+                if waiting {
+                    handler.every_worker_busy();
+                }
                 runtime.block_on(self.until_worker_idle());
                 state = self.lock();
                 state.lead_wanted = false;
@@ -600,9 +607,24 @@ mod tests {
         let standby = {
             let crew = Arc::clone(&crew);
             let runtime = Arc::clone(&runtime);
-            thread::spawn(move || crew.stand_by(&runtime))
+            thread::spawn(move || crew.stand_by(&runtime, &Told::default()))
         };
         (crew, runtime, standby)
+    }
+
+    /// A handler that counts the stand-by's `every_worker_busy` (the crew never calls
+    /// `handle`: the tests push their requests themselves).
+    #[derive(Debug, Default)]
+    struct Told(std::sync::atomic::AtomicUsize);
+
+    impl Handler for Told {
+        fn handle(&self, _request: Request, responder: Responder) {
+            responder.abort("test");
+        }
+
+        fn every_worker_busy(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Count `idle` workers as waiting in `next` (none runs: the thread under test takes
@@ -771,6 +793,57 @@ mod tests {
         );
         responder.abort("test");
         end(&crew, standby);
+    }
+
+    /// Rule 3: the one worker is busy and a request waits in the queue for it; the
+    /// stand-by, taking the lead, tells the handler every worker is busy (the queue-depth
+    /// warning's case for requests of a burst). With the queue empty it says nothing.
+    #[test]
+    fn rule_3_the_stand_by_says_when_requests_wait_for_busy_workers() {
+        let crew = Crew::new();
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let told = Arc::new(Told::default());
+        let standby = {
+            let crew = Arc::clone(&crew);
+            let runtime = Arc::clone(&runtime);
+            let told = Arc::clone(&told);
+            thread::spawn(move || crew.stand_by(&runtime, &*told))
+        };
+        // Busy with an empty queue: the stand-by leads and says nothing.
+        let first = Arc::clone(&crew);
+        runtime.spawn(async move {
+            first.push(job(0));
+        });
+        let (_, responder) = crew.next().unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(told.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        responder.abort("test");
+        // Busy with a request queued behind it (pushed while this worker leads, as a
+        // burst's is): told once the stand-by takes the lead.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let burst = Arc::clone(&crew);
+        runtime.spawn(async move {
+            let _ = tx.send((burst.push(job(1)), burst.push(job(2))));
+        });
+        let (_, responder) = crew.next().unwrap();
+        assert_eq!(rx.recv().unwrap(), (Pushed::ToLeader, Pushed::ToLeader));
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while told.0.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(told.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        responder.abort("test");
+        let (request, responder) = crew.next().unwrap();
+        assert_eq!(request.listener, 2);
+        responder.abort("test");
+        crew.finish();
+        standby.join().unwrap();
+        drop(crew.close());
     }
 
     /// `close` wakes a worker that leads while nothing comes, and it leaves with None.

@@ -612,6 +612,11 @@ impl Drop for Responder {
 pub trait Handler: Send + Sync + 'static {
     /// Queue `request` for a worker; answer through `responder`. Must not block (rule 1).
     fn handle(&self, request: Request, responder: Responder);
+
+    /// Every worker is busy while requests handed over earlier (a leader's burst,
+    /// crew.rs rule 2) still wait in the queue: they now wait for a busy worker. Called by
+    /// the stand-by as it takes the lead (crew.rs rule 3); must not block.
+    fn every_worker_busy(&self) {}
 }
 
 #[cfg(test)]

@@ -160,6 +160,8 @@ pub fn serve(
         }
     };
     let slots = Arc::new(Semaphore::new(config.connection_limit.max(1)));
+    // The stand-by tells the handler when every worker is busy (crew.rs rule 3).
+    let told = Arc::clone(&handler);
     let shared = Arc::new(Shared {
         config,
         handler,
@@ -177,7 +179,7 @@ pub fn serve(
             serve_until_stopped(listeners, shared, slots).await
         })
     };
-    crew.stand_by(&runtime);
+    crew.stand_by(&runtime, &*told);
     // No worker drives the runtime once the crew is closed; the main task has ended.
     drop(crew.close());
     let served = runtime.block_on(main);
