@@ -376,10 +376,9 @@ def test_a_kept_alive_connections_targets_are_each_requests_own(
     assert any("Exception while serving /a" in r.getMessage() for r in caplog.records)
 
 
-def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> None:
-    """What a connection's template holds is bounded (an idle kept-alive connection keeps
-    little, whatever its requests carried): a large field or a long target is set for each
-    request instead, and every request still sees exactly its own."""
+def fields_and_targets_seen(requests: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Send each `(target, header lines)` as a GET on one kept-alive connection to a
+    one-thread server; the header fields and target keys each request's environ held."""
     seen: list[dict[str, str]] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -393,6 +392,20 @@ def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> N
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
+    server = Running(app, threads=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for target, head in requests:
+                answer(sock, f"GET {target} HTTP/1.1\r\n{head}\r\n".encode())
+    finally:
+        server.stop()
+    return seen
+
+
+def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> None:
+    """What a connection's template holds is bounded (an idle kept-alive connection keeps
+    little, whatever its requests carried): a large field or a long target is set for each
+    request instead, and every request still sees exactly its own."""
     big = "b" * 3000
     long_path = "/" + "p" * 700
     requests = [
@@ -402,13 +415,7 @@ def test_a_kept_alive_connections_template_keeps_no_large_field_or_target() -> N
         ("/y", "Host: h\r\nX-Small: s\r\n"),
         (long_path, f"Host: h\r\nX-Big: {big}c\r\n"),
     ]
-    server = Running(app, threads=1)
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for target, head in requests:
-                answer(sock, f"GET {target} HTTP/1.1\r\n{head}\r\n".encode())
-    finally:
-        server.stop()
+    seen = fields_and_targets_seen(requests)
     full = {"HTTP_HOST": "h", "HTTP_X_BIG": big, "HTTP_X_SMALL": "s"}
     assert seen == [
         {**full, "PATH_INFO": "/x", "QUERY_STRING": "q", "REQUEST_URI": "/x?q"},
@@ -436,19 +443,6 @@ def test_a_kept_alive_connections_template_bounds_hold_at_their_edges(extra: int
     """At, one under and one over the template's bounds (2,048 bytes of field names and
     values, a 512-byte target), each request of a connection still sees exactly its own
     fields and target, whether the template holds them or they are set per request."""
-    seen: list[dict[str, str]] = []
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.append(
-            {
-                k: v
-                for k, v in environ.items()
-                if k.startswith("HTTP_") or k in ("PATH_INFO", "QUERY_STRING", "REQUEST_URI")
-            }
-        )
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
     # Host + h is 5 bytes; X-Edge's name is 6: its value fills the rest to 2,048 + extra.
     edge = "e" * (2048 + extra - 5 - 6)
     path = "/" + "t" * (512 + extra - 3)  # and "?q" makes the target 512 + extra
@@ -462,13 +456,7 @@ def test_a_kept_alive_connections_template_bounds_hold_at_their_edges(extra: int
         (target, f"Host: h\r\nX-Edge: {edge}f\r\n"),
         (path, f"Host: h\r\nX-Edge: {edge}\r\n"),
     ]
-    server = Running(app, threads=1)
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for at, head in requests:
-                answer(sock, f"GET {at} HTTP/1.1\r\n{head}\r\n".encode())
-    finally:
-        server.stop()
+    seen = fields_and_targets_seen(requests)
     same = {
         "HTTP_HOST": "h",
         "HTTP_X_EDGE": edge,

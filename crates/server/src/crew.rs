@@ -637,6 +637,53 @@ mod tests {
         }
     }
 
+    /// Spawn `task` once the thread under test leads (from another thread): the leading
+    /// worker runs it, never the stand-by, however late the test thread gets to `next`.
+    fn spawn_when_led(
+        crew: &Arc<Crew>,
+        runtime: &Arc<Runtime>,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> thread::JoinHandle<()> {
+        let crew = Arc::clone(crew);
+        let runtime = Arc::clone(runtime);
+        thread::spawn(move || {
+            while crew.lock().lead != Lead::Worker {
+                thread::sleep(Duration::from_micros(100));
+            }
+            runtime.spawn(task);
+        })
+    }
+
+    /// A worker that ran the request of `first` takes `more` requests in turn, ending each
+    /// response on its way to the next (`next_after`), then ends the last. Returns the
+    /// connections found (`first` included) and what each ending was told.
+    fn run_in_turn(
+        crew: &Crew,
+        first: usize,
+        responder: Responder,
+        more: usize,
+    ) -> (Vec<usize>, Vec<bool>) {
+        let mut found = vec![first];
+        let mut told = Vec::new();
+        let mut ending = Some(responder);
+        for _ in 0..more {
+            let (request, responder) = crew
+                .next_after(|now| {
+                    told.push(now);
+                    if let Some(responder) = ending.take() {
+                        responder.abort("test");
+                    }
+                })
+                .unwrap();
+            found.push(request.listener);
+            ending = Some(responder);
+        }
+        if let Some(responder) = ending.take() {
+            responder.abort("test");
+        }
+        (found, told)
+    }
+
     fn end(crew: &Crew, standby: thread::JoinHandle<()>) {
         crew.finish();
         standby.join().unwrap();
@@ -651,39 +698,23 @@ mod tests {
     fn rule_2_a_pass_lets_a_burst_through_for_the_leader_to_run_in_turn() {
         let (crew, runtime, standby) = crew();
         let pushed = Arc::new(Mutex::new(Vec::new()));
-        for connection in 0..3 {
-            let crew = Arc::clone(&crew);
-            let pushed = Arc::clone(&pushed);
-            runtime.spawn(async move {
-                crew.turn().await;
-                let put = crew.push(job(connection));
-                pushed.lock().unwrap().push(put);
-            });
-        }
+        let connections = Arc::clone(&crew);
+        let put = Arc::clone(&pushed);
+        let spawner = spawn_when_led(&crew, &runtime, async move {
+            for connection in 0..3 {
+                connections.turn().await;
+                let result = connections.push(job(connection));
+                put.lock().unwrap().push(result);
+            }
+        });
         let (request, responder) = crew.next().unwrap();
+        spawner.join().unwrap();
         assert_eq!(crew.lock().queue.len(), 2);
         assert!(crew.lock().waiting.is_empty());
-        let mut found = vec![request.listener];
-        let mut told = Vec::new();
-        let mut ending = Some(responder);
-        for _ in 1..3 {
-            let (request, responder) = crew
-                .next_after(|now| {
-                    told.push(now);
-                    if let Some(responder) = ending.take() {
-                        responder.abort("test");
-                    }
-                })
-                .unwrap();
-            found.push(request.listener);
-            ending = Some(responder);
-        }
+        let (found, told) = run_in_turn(&crew, request.listener, responder, 2);
         assert_eq!(found, [0, 1, 2]);
         assert_eq!(told, [true, true]);
         assert_eq!(*pushed.lock().unwrap(), [Pushed::ToLeader; 3]);
-        if let Some(responder) = ending.take() {
-            responder.abort("test");
-        }
         end(&crew, standby);
     }
 
@@ -730,26 +761,9 @@ mod tests {
         assert_eq!(request.listener, 0);
         assert_eq!(crew.lock().queue.len(), 2);
         assert_eq!(crew.lock().waiting.len(), 2);
-        let mut found = vec![request.listener];
-        let mut told = Vec::new();
-        let mut ending = Some(responder);
-        for _ in 1..5 {
-            let (request, responder) = crew
-                .next_after(|now| {
-                    told.push(now);
-                    if let Some(responder) = ending.take() {
-                        responder.abort("test");
-                    }
-                })
-                .unwrap();
-            found.push(request.listener);
-            ending = Some(responder);
-        }
+        let (found, told) = run_in_turn(&crew, request.listener, responder, 4);
         assert_eq!(found, [0, 1, 2, 3, 4]);
         assert_eq!(told, [true, true, false, true]);
-        if let Some(responder) = ending.take() {
-            responder.abort("test");
-        }
         crew.lock().idle -= 2;
         end(&crew, standby);
     }
@@ -827,10 +841,11 @@ mod tests {
         // burst's is): told once the stand-by takes the lead.
         let (tx, rx) = std::sync::mpsc::channel();
         let burst = Arc::clone(&crew);
-        runtime.spawn(async move {
+        let spawner = spawn_when_led(&crew, &runtime, async move {
             let _ = tx.send((burst.push(job(1)), burst.push(job(2))));
         });
         let (_, responder) = crew.next().unwrap();
+        spawner.join().unwrap();
         assert_eq!(rx.recv().unwrap(), (Pushed::ToLeader, Pushed::ToLeader));
         let deadline = Instant::now() + Duration::from_millis(500);
         while told.0.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {

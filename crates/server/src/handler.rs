@@ -651,17 +651,31 @@ mod tests {
         }
     }
 
-    fn responder(wire: &Arc<Partial>) -> (Responder, mpsc::UnboundedReceiver<Reply>) {
+    /// `write_raw_parts` of `parts()` through a socket that takes `per_call` bytes a write,
+    /// `calls` writes in all: what the socket took, the connection task's end, and the
+    /// responder (kept: dropped, it would end the response on that channel).
+    fn write_parts(
+        per_call: usize,
+        calls: usize,
+    ) -> (Vec<u8>, mpsc::UnboundedReceiver<Reply>, Responder) {
+        let wire = Arc::new(Partial {
+            per_call,
+            calls: Mutex::new(calls),
+            taken: Mutex::default(),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
-        let wire: Arc<dyn Wire> = Arc::clone(wire) as Arc<dyn Wire>;
-        let responder = Responder::new(
+        let mut responder = Responder::new(
             tx,
             Arc::new(Budget::new(1 << 20, 1 << 19)),
             Arc::new(ClientGone::default()),
             StopHandle::new(),
-            wire,
+            Arc::clone(&wire) as Arc<dyn Wire>,
         );
-        (responder, rx)
+        let parts = parts();
+        let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        responder.write_raw_parts(&borrowed).unwrap();
+        let taken = std::mem::take(&mut *wire.taken.lock().unwrap());
+        (taken, rx, responder)
     }
 
     fn parts() -> Vec<Vec<u8>> {
@@ -678,16 +692,8 @@ mod tests {
     /// end inside a part and at a part's end arrive whole and in order.
     #[test]
     fn rule_5_a_direct_write_taken_in_pieces_sends_every_part_in_order() {
-        let wire = Arc::new(Partial {
-            per_call: 1000,
-            calls: Mutex::new(100),
-            taken: Mutex::default(),
-        });
-        let (mut responder, mut rx) = responder(&wire);
-        let parts = parts();
-        let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        responder.write_raw_parts(&borrowed).unwrap();
-        assert_eq!(*wire.taken.lock().unwrap(), parts.concat());
+        let (taken, mut rx, _responder) = write_parts(1000, 100);
+        assert_eq!(taken, parts().concat());
         assert!(rx.try_recv().is_err());
     }
 
@@ -695,17 +701,9 @@ mod tests {
     /// exactly where the socket stopped (inside the second part).
     #[test]
     fn rule_5_what_a_full_socket_did_not_take_is_handed_over_from_where_it_stopped() {
-        let wire = Arc::new(Partial {
-            per_call: 3000,
-            calls: Mutex::new(2),
-            taken: Mutex::default(),
-        });
-        let (mut responder, mut rx) = responder(&wire);
-        let parts = parts();
-        let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        responder.write_raw_parts(&borrowed).unwrap();
-        let whole = parts.concat();
-        assert_eq!(*wire.taken.lock().unwrap(), whole[..6000]);
+        let (taken, mut rx, _responder) = write_parts(3000, 2);
+        let whole = parts().concat();
+        assert_eq!(taken, whole[..6000]);
         match rx.try_recv() {
             Ok(Reply::Raw(piece)) => assert_eq!(piece.as_slice(), &whole[6000..]),
             _ => panic!("the rest was not handed over as one raw piece"),
