@@ -56,6 +56,19 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if route == "/names":
         start_response("200 OK", [("x-lower", "1"), ("ETAG", "2"), ("Content-Length", "2")])
         return [b"ok"]
+    if route == "/merged-names":
+        headers = [
+            ("set-cookie", "b=2"),
+            ("Zz", "1"),
+            ("Set-Cookie", "a=1"),
+            ("Via", "proxy"),
+            ("Server", "mine"),
+            ("Content-Length", "2"),
+            ("Dat", "d"),
+            ("Cf", "c"),
+        ]
+        start_response("200 OK", headers)
+        return [b"ok"]
     if route == "/own-server-header":
         start_response("200 OK", [("Server", "mine"), ("Content-Length", "2")])
         return [b"ok"]

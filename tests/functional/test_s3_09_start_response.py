@@ -124,6 +124,29 @@ def test_header_names_are_capitalised_and_sorted(rules: Running) -> None:
     assert b"X-Lower: 1" in head and b"Etag: 2" in head
 
 
+def test_the_servers_lines_merge_in_name_order_after_equal_application_names(
+    rules: Running,
+) -> None:
+    """SPEC §3.10: one stable sort by name of the application's lines and the server's
+    (Connection, Date, Via): equal names keep the application's order, its own first."""
+    raw = ask(rules, "/merged-names")
+    head = raw.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    lines = [line if not line.startswith(b"Date: ") else b"Date: -" for line in head]
+    assert lines == [
+        b"Cf: c",
+        b"Connection: close",
+        b"Content-Length: 2",
+        b"Dat: d",
+        b"Date: -",
+        b"Server: mine",
+        b"Set-Cookie: b=2",
+        b"Set-Cookie: a=1",
+        b"Via: proxy",
+        b"Via: waitress",
+        b"Zz: 1",
+    ]
+
+
 def test_an_application_server_header_gets_a_via(rules: Running) -> None:
     raw = ask(rules, "/own-server-header")
     assert b"Server: mine\r\n" in raw and b"Via: waitress\r\n" in raw

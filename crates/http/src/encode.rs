@@ -204,21 +204,8 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    let mut digits = [0u8; 16];
-    let mut len = data.len();
-    let mut at = digits.len();
-    while at > 0 {
-        at -= 1;
-        if let Some(slot) = digits.get_mut(at) {
-            *slot = b"0123456789ABCDEF".get(len % 16).copied().unwrap_or(b'0');
-        }
-        len /= 16;
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
-    out.extend_from_slice(b"\r\n");
+    let mut line = [0; 18];
+    out.extend_from_slice(chunk_size_line(data.len(), &mut line));
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -373,6 +360,99 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// A chunk's size line, `<HEX>\r\n`, written at the end of `line` (no allocation).
+pub fn chunk_size_line(len: usize, line: &mut [u8; 18]) -> &[u8] {
+    if let Some(end) = line.get_mut(16..) {
+        end.copy_from_slice(b"\r\n");
+    }
+    let at = write_digits(len as u64, 16, line, 16);
+    line.get(at..).unwrap_or_default()
+}
+
+/// `value` in decimal, written at the end of `digits` (no allocation).
+pub fn decimal(value: i64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = write_digits(value.unsigned_abs(), 10, digits, 20);
+    if value < 0 && at > 0 {
+        at -= 1;
+        if let Some(sign) = digits.get_mut(at) {
+            *sign = b'-';
+        }
+    }
+    digits.get(at..).unwrap_or_default()
+}
+
+/// `value` in base `radix` (10 or 16; upper-case hex digits), written to end just before
+/// `digits[end]`; returns where it starts.
+fn write_digits(value: u64, radix: u64, digits: &mut [u8], end: usize) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut rest = value;
+    let mut at = end;
+    while at > 0 {
+        at -= 1;
+        if let Some(slot) = digits.get_mut(at) {
+            *slot = DIGITS.get((rest % radix) as usize).copied().unwrap_or(b'0');
+        }
+        rest /= radix;
+        if rest == 0 {
+            break;
+        }
+    }
+    at
+}
+
+/// The high bit of each byte of a word.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether some byte of `bytes` passes `byte`, looked at eight bytes a step: `word` says
+/// whether some byte of an 8-byte word passes (the short strings of a response head make
+/// a byte loop's per-byte cost count).
+fn any_byte(bytes: &[u8], word: impl Fn(u64) -> bool, byte: impl Fn(u8) -> bool) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    words
+        .by_ref()
+        .any(|w| w.try_into().map_or(true, |w| word(u64::from_ne_bytes(w))))
+        || words.remainder().iter().any(|&b| byte(b))
+}
+
+/// `bytes.is_ascii()`, eight bytes a step.
+pub fn all_ascii(bytes: &[u8]) -> bool {
+    !any_byte(bytes, |w| w & HIGH_BITS != 0, |b| b >= 0x80)
+}
+
+/// Whether some byte of `bytes` is below `limit` (at most 0x80), eight bytes a step (a
+/// word has a byte below `limit` exactly when subtracting `limit` from each byte borrows
+/// into a byte whose own high bit was clear).
+pub fn any_below(bytes: &[u8], limit: u8) -> bool {
+    let step = u64::from(limit) * 0x0101_0101_0101_0101;
+    any_byte(
+        bytes,
+        |w| w.wrapping_sub(step) & !w & HIGH_BITS != 0,
+        |b| b < limit,
+    )
+}
+
+/// Whether an ASCII header name is in waitress's form: the names most responses carry by a
+/// comparison, any other in one pass.
+pub fn in_field_form(name: &[u8]) -> bool {
+    if matches!(
+        name,
+        b"Content-Type" | b"Content-Length" | b"Set-Cookie" | b"Location" | b"Cache-Control"
+    ) {
+        return true;
+    }
+    let mut start = true;
+    let mut wrong = false;
+    for &b in name {
+        wrong |= if start {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        };
+        start = b == b'-';
+    }
+    !wrong
+}
+
 #[cfg(test)]
 #[allow(
     clippy::type_complexity,
@@ -384,6 +464,75 @@ mod tests {
     use super::*;
 
     const DATE: &[u8] = b"Mon, 23 Nov 2026 21:07:10 GMT";
+
+    #[test]
+    fn any_below_and_all_ascii_are_exact_for_every_byte_in_every_lane() {
+        for limit in [1, b'\r' + 1, 0x80] {
+            for byte in 0..=255u8 {
+                for at in 0..11 {
+                    let mut bytes = [0xFF; 11];
+                    if let Some(slot) = bytes.get_mut(at) {
+                        *slot = byte;
+                    }
+                    assert_eq!(
+                        any_below(&bytes, limit),
+                        byte < limit,
+                        "{limit} {byte} {at}"
+                    );
+                    assert!(!all_ascii(&bytes));
+                    let mut text = [b'~'; 11];
+                    if let Some(slot) = text.get_mut(at) {
+                        *slot = byte;
+                    }
+                    assert_eq!(all_ascii(&text), byte < 0x80, "{byte} {at}");
+                    let below = byte < limit || b'~' < limit;
+                    assert_eq!(any_below(&text, limit), below, "{limit} {byte} {at}");
+                }
+            }
+        }
+        assert!(all_ascii(b"") && !any_below(b"", 0x80));
+    }
+
+    #[test]
+    fn numbers_are_written_in_place() {
+        let mut digits = [0; 20];
+        for value in [0, 7, 13, 4096, 1_048_576, -5, i64::MAX, i64::MIN + 1] {
+            assert_eq!(decimal(value, &mut digits), value.to_string().as_bytes());
+        }
+        let mut line = [0; 18];
+        for len in [1, 9, 10, 255, 16384, usize::MAX] {
+            assert_eq!(
+                chunk_size_line(len, &mut line),
+                format!("{len:X}\r\n").as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn q10_a_name_is_in_waitress_form_only_when_each_part_is_capitalised() {
+        for name in [
+            "Content-Type",
+            "Set-Cookie",
+            "X-Lower",
+            "Etag",
+            "A",
+            "-",
+            "X--Y",
+            "1a",
+        ] {
+            assert!(in_field_form(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "content-type",
+            "ETag",
+            "x-lower",
+            "X-lower",
+            "CONTENT-LENGTH",
+            "a",
+        ] {
+            assert!(!in_field_form(name.as_bytes()), "{name}");
+        }
+    }
 
     fn facts(version: Version) -> RequestFacts {
         RequestFacts {

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyString};
 use waitress_http::request::RequestHead;
 use waitress_server::{ClientGone, Peer, RequestBody};
 
-use crate::wsgi::{self, Call, Facts, Helpers, Site};
+use crate::wsgi::{self, field_name, Call, Facts, Helpers, Site};
 
 /// One listener as `waitress.serve(app, listen="127.0.0.1:8080")` sets it up (no trusted
 /// proxy, so the proxy headers are dropped; ident `waitress`), the helpers `Server.run`
@@ -88,7 +88,7 @@ impl Fixture {
         let text = |text: &str| PyBackedStr::try_from(PyString::new(py, text));
         let headers = headers
             .iter()
-            .map(|&(name, value)| Ok((text(name)?, text(value)?)))
+            .map(|&(name, value)| Ok((field_name(py, &self.helpers, text(name)?)?, text(value)?)))
             .collect::<PyResult<_>>()?;
         call.start(text(status)?, headers, content_length);
         call.build_head(py)

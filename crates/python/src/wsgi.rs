@@ -35,7 +35,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
-use waitress_http::encode::DateCache;
+use waitress_http::encode::{
+    all_ascii, any_below, chunk_size_line, decimal, in_field_form, DateCache,
+};
 use waitress_http::request::{BodyKind, RequestHead, Version};
 use waitress_server::{ClientGone, Peer, Request, RequestBody, Responder};
 
@@ -155,33 +157,55 @@ fn stderr<'py>(py: Python<'py>, helpers: &Helpers) -> PyResult<Bound<'py, PyAny>
     }
 }
 
-/// A response head with a non-ASCII status or header (`Call::build_head`): each character
-/// one latin-1 byte, or the error Python's latin-1 encoder raises.
-fn latin1_head(
-    py: Python<'_>,
-    version: &[u8],
-    status: &str,
-    headers: &[(Cow<'_, str>, Cow<'_, [u8]>)],
-) -> PyResult<Vec<u8>> {
-    let mut text = String::with_capacity(256);
-    text.push_str("HTTP/");
-    text.push_str(&String::from_utf8_lossy(version));
-    text.push(' ');
-    text.push_str(status);
-    text.push_str("\r\n");
-    for (name, value) in headers {
-        text.push_str(name);
-        text.push_str(": ");
-        // Every value is a str's UTF-8 or the server's ASCII.
-        text.push_str(&String::from_utf8_lossy(value));
-        text.push_str("\r\n");
-    }
-    text.push_str("\r\n");
+/// A response head with a non-ASCII status or header (`Call::build_head`), built as the
+/// UTF-8 of its str parts: each character one latin-1 byte, or the error Python's latin-1
+/// encoder raises.
+fn latin1_encoded(py: Python<'_>, head: Vec<u8>) -> PyResult<Vec<u8>> {
+    let text =
+        String::from_utf8(head).map_err(|_| PyValueError::new_err("response head is not text"))?;
     if text.chars().all(|c| u32::from(c) <= 0xFF) {
         return Ok(text.chars().map(|c| c as u8).collect());
     }
     PyString::new(py, &text).call_method1("encode", ("latin-1",))?;
     Err(PyValueError::new_err("response head is not latin-1"))
+}
+
+/// One `name: value` line of a response head.
+fn header_line(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// An application's header name in waitress's form, `Header-Name` (each `-`-separated part
+/// capitalised, SPEC Q10): the name itself when it already is (nearly always), else a new
+/// str; a non-ASCII name goes through waitress's own `str.capitalize`.
+pub(crate) fn field_name(
+    py: Python<'_>,
+    helpers: &Helpers,
+    name: PyBackedStr,
+) -> PyResult<PyBackedStr> {
+    if !all_ascii(name.as_bytes()) {
+        return helpers.normalise_name.bind(py).call1((&*name,))?.extract();
+    }
+    if in_field_form(name.as_bytes()) {
+        return Ok(name);
+    }
+    let mut start = true;
+    let form: String = name
+        .bytes()
+        .map(|b| {
+            let c = if start {
+                b.to_ascii_uppercase()
+            } else {
+                b.to_ascii_lowercase()
+            };
+            start = b == b'-';
+            char::from(c)
+        })
+        .collect();
+    PyBackedStr::try_from(PyString::new(py, &form))
 }
 
 /// Whether `sys.stderr` is `errors`: a look at the sys dict that takes no reference (the
@@ -472,7 +496,7 @@ pub struct Call {
 /// at or below CR is there at all (a tab is the only common one).
 fn forbidden(text: &str) -> (bool, bool) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| b <= b'\r') {
+    if !any_below(bytes, b'\r' + 1) {
         return (false, false);
     }
     (
@@ -653,82 +677,21 @@ impl Call {
         sent.map_err(|_| self.disconnected(py))
     }
 
-    /// waitress's header-name normalisation (`Header-Name` capitalisation); a name already
-    /// in that form is borrowed.
-    fn normalise<'a>(helpers: &Helpers, py: Python<'_>, name: &'a str) -> PyResult<Cow<'a, str>> {
-        if !name.is_ascii() {
-            return Ok(Cow::Owned(
-                helpers.normalise_name.bind(py).call1((name,))?.extract()?,
-            ));
-        }
-        // One pass: the first letter of each `-`-separated part upper case, the rest lower.
-        let mut start = true;
-        let canonical = name.bytes().all(|b| {
-            let fits = if start {
-                !b.is_ascii_lowercase()
-            } else {
-                !b.is_ascii_uppercase()
-            };
-            start = b == b'-';
-            fits
-        });
-        if canonical {
-            return Ok(Cow::Borrowed(name));
-        }
-        let mut start = true;
-        let out: String = name
-            .bytes()
-            .map(|b| {
-                let c = if start {
-                    b.to_ascii_uppercase()
-                } else {
-                    b.to_ascii_lowercase()
-                };
-                start = b == b'-';
-                char::from(c)
-            })
-            .collect();
-        Ok(Cow::Owned(out))
-    }
-
-    /// The response head (SPEC §3.7, §3.10); decides framing and persistence.
-    pub(crate) fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
-        let bodiless = !self.has_body();
-        let mut has_length = false;
-        let mut has_connection = false;
-        let mut has_server = false;
-        let mut has_date = false;
-        let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> =
-            Vec::with_capacity(self.headers.len() + 5);
-        for (raw_name, value) in &self.headers {
-            let name = Self::normalise(&self.helpers, py, raw_name)?;
-            match name.as_ref() {
-                "Content-Length" if bodiless => continue,
-                "Content-Length" => has_length = true,
-                "Connection" => has_connection = true,
-                "Server" => has_server = true,
-                "Date" => has_date = true,
-                _ => {}
-            }
-            headers.push((name, Cow::Borrowed(value.as_bytes())));
-        }
-        if bodiless {
-            self.content_length = None;
-        } else if let (Some(length), false) = (self.content_length, has_length) {
-            headers.push((
-                "Content-Length".into(),
-                Cow::Owned(length.to_string().into_bytes()),
-            ));
-            has_length = true;
-        }
-        let length_known = has_length || bodiless;
+    /// Framing and persistence (SPEC §3.10) of a response whose length is known or not: the
+    /// `Transfer-Encoding` and `Connection` values the server adds to its head.
+    fn persistence(
+        &mut self,
+        length_known: bool,
+        has_connection: bool,
+    ) -> (Option<&'static [u8]>, Option<&'static [u8]>) {
+        let mut chunked = None;
         let mut keep_alive = if self.facts.http11 {
             let keep = self.facts.connection != "close" && !self.facts.wants_close;
             if length_known {
                 keep
             } else {
                 // Chunked, then close (waitress Q5).
-                headers.push(("Transfer-Encoding".into(), Cow::Borrowed(b"chunked")));
+                chunked = Some(&b"chunked"[..]);
                 self.chunked = true;
                 false
             }
@@ -741,63 +704,108 @@ impl Call {
         if self.close_on_finish {
             keep_alive = false;
         }
+        let mut connection = None;
         if !keep_alive {
             self.close_on_finish = true;
             if !has_connection {
-                headers.push(("Connection".into(), Cow::Borrowed(b"close")));
+                connection = Some(&b"close"[..]);
             }
         } else if !self.facts.http11 {
-            headers.push(("Connection".into(), Cow::Borrowed(b"Keep-Alive")));
+            connection = Some(&b"Keep-Alive"[..]);
         }
+        (chunked, connection)
+    }
+
+    /// The response head (SPEC §3.7, §3.10); decides framing and persistence. The lines
+    /// are sorted by name, stably (Set-Cookie order is kept): the application's, sorted in
+    /// place (nothing reads the list after), merged with the server's few, which are built
+    /// in name order.
+    pub(crate) fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
+        let bodiless = !self.has_body();
+        self.headers.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut has_length = false;
+        let mut has_connection = false;
+        let mut has_server = false;
+        let mut has_date = false;
+        let mut size = 0;
+        for (name, value) in &self.headers {
+            match &**name {
+                "Content-Length" if bodiless => continue,
+                "Content-Length" => has_length = true,
+                "Connection" => has_connection = true,
+                "Server" => has_server = true,
+                "Date" => has_date = true,
+                _ => {}
+            }
+            size += name.len() + value.len() + 4;
+        }
+        let mut digits = [0; 20];
+        let mut length = None;
+        if bodiless {
+            self.content_length = None;
+        } else if let (Some(declared), false) = (self.content_length, has_length) {
+            length = Some(decimal(declared, &mut digits));
+            has_length = true;
+        }
+        let (chunked, connection) = self.persistence(has_length || bodiless, has_connection);
+        let (mut server, mut via) = (None, None);
         if has_server {
-            let via = self.ident.as_deref().unwrap_or("waitress");
-            headers.push(("Via".into(), Cow::Borrowed(via.as_bytes())));
+            via = Some(self.ident.as_deref().unwrap_or("waitress").as_bytes());
         } else if let Some(ident) = &self.ident {
-            headers.push(("Server".into(), Cow::Borrowed(ident.as_bytes())));
+            server = Some(ident.as_bytes());
         }
         let date = DATE.with(|cache| *cache.borrow_mut().at(self.start_secs));
-        if !has_date {
-            headers.push(("Date".into(), Cow::Borrowed(&date)));
-        }
-        headers.sort_by(|a, b| a.0.cmp(&b.0)); // stable: Set-Cookie order is kept
+        let date = (!has_date).then_some(&date[..]);
+        // In name order (they never share a name with each other).
+        let extra = [
+            ("Connection", connection),
+            ("Content-Length", length),
+            ("Date", date),
+            ("Server", server),
+            ("Transfer-Encoding", chunked),
+            ("Via", via),
+        ];
+        let mut extra = extra
+            .iter()
+            .filter_map(|&(name, value)| Some((name, value?)))
+            .peekable();
+        size += extra
+            .clone()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum::<usize>();
         let version: &[u8] = if self.facts.http11 { b"1.1" } else { b"1.0" };
         let status = self.status();
-        // PEP 3333: header text is latin-1. The application's strings are ASCII but for
-        // the rare exception (the server's own always are): then each character is one
-        // byte, or Python's encoder raises what it raises.
-        let ascii = status.is_ascii()
-            && headers
-                .iter()
-                .all(|(name, value)| name.is_ascii() && value.is_ascii());
-        if !ascii {
-            return latin1_head(py, version, status, &headers);
-        }
-        let size = 16
-            + status.len()
-            + headers
-                .iter()
-                .map(|(name, value)| name.len() + value.len() + 4)
-                .sum::<usize>();
         // A small body is appended to the held head (`send_parts`): room for it now.
         let body = self
             .content_length
             .and_then(|length| usize::try_from(length).ok())
             .filter(|&length| length <= 4096)
             .unwrap_or(0);
-        let mut head = Vec::with_capacity(size + body);
+        let mut head = Vec::with_capacity(16 + status.len() + size + body);
         head.extend_from_slice(b"HTTP/");
         head.extend_from_slice(version);
         head.push(b' ');
         head.extend_from_slice(status.as_bytes());
         head.extend_from_slice(b"\r\n");
-        for (name, value) in &headers {
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            if bodiless && &**name == "Content-Length" {
+                continue;
+            }
+            // On equal names the application's line goes first (a stable sort).
+            while let Some((extra_name, extra_value)) = extra.next_if(|&(n, _)| n < &**name) {
+                header_line(&mut head, extra_name, extra_value);
+            }
+            header_line(&mut head, name, value.as_bytes());
+        }
+        for (name, value) in extra {
+            header_line(&mut head, name, value);
         }
         head.extend_from_slice(b"\r\n");
-        Ok(head)
+        if all_ascii(&head) {
+            Ok(head)
+        } else {
+            latin1_encoded(py, head)
+        }
     }
 
     /// `Task.write` of waitress (SPEC §3.10): the first call sends the head.
@@ -855,8 +863,9 @@ impl Call {
             return Ok(());
         }
         if self.chunked {
-            let size = format!("{:X}\r\n", data.len());
-            return self.send_framed(py, size.as_bytes(), data, owner, b"\r\n");
+            let mut size = [0; 18];
+            let size = chunk_size_line(data.len(), &mut size);
+            return self.send_framed(py, size, data, owner, b"\r\n");
         }
         self.send_framed(py, b"", data, owner, b"")
     }
@@ -1027,7 +1036,8 @@ impl Call {
 }
 
 /// One `(name, value)` of `start_response`'s headers, checked (SPEC §3.9): both str, no
-/// CR/LF/NUL, not hop-by-hop; a Content-Length is read into `content_length`.
+/// CR/LF/NUL, not hop-by-hop; a Content-Length is read into `content_length`. The name is
+/// returned in waitress's form (`field_name`).
 fn checked_header<'py>(
     header: &Bound<'py, PyAny>,
     helpers: &Helpers,
@@ -1065,13 +1075,13 @@ fn checked_header<'py>(
     if name_nul || value_nul {
         return Err(PyValueError::new_err("NUL character present in header"));
     }
-    let ascii = name_text.is_ascii();
+    let ascii = all_ascii(name_text.as_bytes());
     if ascii
         && name_text.len() != 14
         && helpers.hop_by_hop_lengths & length_bit(name_text.len()) == 0
     {
         // Neither Content-Length nor, by its length, hop-by-hop.
-        return Ok((name_text, value_text));
+        return Ok((field_name(header.py(), helpers, name_text)?, value_text));
     }
     let lower = lowered(&name_text);
     if lower.eq_ignore_ascii_case("content-length") {
@@ -1087,7 +1097,7 @@ fn checked_header<'py>(
             &*name_text
         )));
     }
-    Ok((name_text, value_text))
+    Ok((field_name(header.py(), helpers, name_text)?, value_text))
 }
 
 /// The `wsgi.input` stream and the decoded body length.
