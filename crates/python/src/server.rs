@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use waitress_http::Limits;
 use waitress_server::{
-    Crew, Handler, Level, Listener, LogSink, Pushed, Request, ServerConfig, StopHandle,
+    Crew, Ended, Handler, Level, Listener, LogSink, Pushed, Request, ServerConfig, StopHandle,
 };
 
 use crate::wsgi::{self, Helpers, Site};
@@ -231,10 +231,11 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
         // This worker's `Call` object, reused while no application keeps one (`serve`).
         let mut spare: wsgi::Spare = None;
         loop {
-            // The response just run is ended as this worker turns to the next (inside the
-            // runtime when it leads or the lead is vacant: no driver wake-up), without the
-            // GIL: a simple request costs one release and one acquire of it. A large last piece, or any last piece when
-            // another request runs first, is written to the socket there.
+            // The response just run is ended as this worker turns to the next, without the
+            // GIL: a simple request costs one release and one acquire of it. A large last
+            // piece, or any last piece when another request runs first, is written to the
+            // socket there; the crew tells the connection inside the runtime (no driver
+            // wake-up), or keeps the end for the next to lead (crew.rs rule 2).
             let ending = ended.take();
             let next = py.detach(|| crew.next_after(|now| end(ending, now)));
             let Some((request, responder)) = next else {
@@ -260,17 +261,18 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
     });
 }
 
-/// Send the end of a response `wsgi::serve` ran.
-fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>, now: bool) {
-    match ended {
-        Some((responder, wsgi::Ending::Finish { keep_alive, last })) if now => {
-            let _ = responder.finish_raw_now(last, keep_alive);
+/// End a response `wsgi::serve` ran: its end, for the crew to tell its connection
+/// (`Crew::next_after`), unless it failed (an abort is sent here).
+fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>, now: bool) -> Option<Ended> {
+    match ended? {
+        (responder, wsgi::Ending::Finish { keep_alive, last }) => {
+            // An error means the client is gone: nothing is left to tell.
+            responder.finish_raw_ended(last, keep_alive, now).ok()
         }
-        Some((responder, wsgi::Ending::Finish { keep_alive, last })) => {
-            let _ = responder.finish_raw(last, keep_alive);
+        (responder, wsgi::Ending::Abort(detail)) => {
+            responder.abort(&detail);
+            None
         }
-        Some((responder, wsgi::Ending::Abort(detail))) => responder.abort(&detail),
-        None => {}
     }
 }
 

@@ -73,14 +73,11 @@ fn work(crew: &Crew) {
     // runtime when this worker leads, as the Python crate's workers end theirs.
     let mut ending: Option<(Responder, bool, bool)> = None;
     while let Some((request, responder)) = crew.next_after(|now| {
-        if let Some((responder, http11, close)) = ending.take() {
-            // An error means the client is gone: nothing is left to do for this request.
-            let _ = if now {
-                responder.finish_raw_now(response(http11, close), !close)
-            } else {
-                responder.finish_raw(response(http11, close), !close)
-            };
-        }
+        let (responder, http11, close) = ending.take()?;
+        // An error means the client is gone: nothing is left to do for this request.
+        responder
+            .finish_raw_ended(response(http11, close), !close, now)
+            .ok()
     }) {
         let close = request.closing || !keeps_alive(&request.head);
         let http11 = request.head.version() == Version::Http11;

@@ -14,10 +14,14 @@
 //!    connections, in order, and the leader lets as many through each time it comes back.
 //!    The leader runs what it was handed in turn (with the GIL, one thread at a time runs
 //!    Python anyway): a worker that finishes takes a queued request before it leads again,
-//!    and ends the response it ran inside the runtime on the way (a **brief lead**:
-//!    `block_on` of the ending alone, which polls nothing else, so no driver wake-up and no
-//!    `epoll_wait`), telling the caller to write the answer itself so it is not held until
-//!    the runtime next runs. One `epoll_wait` and
+//!    and ends the response it ran on the way, telling the caller to write the answer
+//!    itself so it is not held until the runtime next runs. The connection is told of the
+//!    end (`Ended`: its task woken) inside the runtime, where a wake costs no driver
+//!    wake-up (an eventfd write): with the lead vacant the end is **kept** for whoever
+//!    takes the lead next, who drives the runtime anyway (session 11: this replaced a
+//!    `block_on` of the ending alone, ~790 instructions, per request). Its task would not
+//!    run any sooner: nobody drives the runtime until then (the stand-by's check bounds
+//!    that, rule 3). One `epoll_wait` and
 //!    one runtime pass so serve a whole burst, not each request (session 8: pinned hello
 //!    CPU −31%; session 10: a burst of up to 16 rather than `idle + 1`, −3%). A burst is not
 //!    a queue of requests waiting for a busy thread: a free worker (the leader) runs it, so
@@ -47,7 +51,7 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
-use crate::handler::{Handler, Request, Responder};
+use crate::handler::{Ended, Handler, Request, Responder};
 
 /// A complete request and the responder for its answer.
 pub type Job = (Request, Responder);
@@ -99,6 +103,9 @@ struct State {
     standby_waker: Option<Waker>,
     /// Connections waiting for their turn to hand over a request (`turn`), in ticket order.
     waiting: VecDeque<(u64, Waker)>,
+    /// Ends of responses run while the lead was vacant, for whoever next takes the lead to
+    /// tell inside the runtime (module rule 2).
+    ended: Vec<Ended>,
     /// Tickets given out, and the highest let through.
     tickets: u64,
     admitted: u64,
@@ -148,6 +155,7 @@ impl Default for Crew {
                 leader_waker: None,
                 standby_waker: None,
                 waiting: VecDeque::new(),
+                ended: Vec::new(),
                 tickets: 0,
                 admitted: 0,
                 standby_asleep: false,
@@ -213,30 +221,32 @@ impl Crew {
     /// A worker's next request: the first queued, or the first one found while leading.
     /// Blocks; None once the crew is closed and nothing is queued.
     pub fn next(&self) -> Option<Job> {
-        self.next_after(|_| ())
+        self.next_after(|_| None)
     }
 
-    /// `next`, running `first` before it waits: inside the runtime when this worker leads
-    /// or the lead is vacant (a brief lead, rule 2), so what `first` sends to a connection
-    /// (the end of the response just run) wakes its task there, without the driver wake-up
-    /// (an eventfd write) a send from outside costs. `first` is told whether another
-    /// request runs before this thread drives the I/O: then it should write its answer to
-    /// the socket itself.
-    pub fn next_after(&self, first: impl FnOnce(bool)) -> Option<Job> {
+    /// `next`, running `first` before it waits. `first` ends the response just run and
+    /// returns that end ([`Ended`]) for the crew to tell its connection inside the runtime
+    /// (module rule 2): at once when this worker leads; when the lead is vacant, kept for
+    /// whoever takes it next, who drives the runtime anyway; only with another thread
+    /// leading, here (its driver must wake for it). A wake from inside the runtime costs
+    /// no driver wake-up (an eventfd write), and keeping the end costs no runtime entry.
+    /// `first` is told whether another request runs before this thread drives the I/O:
+    /// then it should write its answer to the socket itself.
+    pub fn next_after(&self, first: impl FnOnce(bool) -> Option<Ended>) -> Option<Job> {
         let mut first = Some(first);
         let mut state = self.lock();
         loop {
             match state.queue.pop_front() {
                 Some((_, job)) => {
-                    return Some(match first.take() {
-                        Some(first) => self.end_then_take(state, job, first),
-                        None => job,
-                    });
+                    if let Some(first) = first.take() {
+                        self.end_then_take(state, first);
+                    }
+                    return Some(job);
                 }
                 None if state.phase == Phase::Closed => {
                     drop(state);
                     if let Some(first) = first.take() {
-                        first(true);
+                        drop(first(true));
                     }
                     return None;
                 }
@@ -249,13 +259,15 @@ impl Crew {
                 .flatten();
             if let Some(runtime) = runtime {
                 state.lead = Lead::Worker;
+                let ended = std::mem::take(&mut state.ended);
                 drop(state);
                 // However the lead ends (a panic included), it is vacated.
                 let leading = Leading(self);
                 let first = first.take();
                 let job = runtime.block_on(async {
+                    drop(ended);
                     if let Some(first) = first {
-                        first(false);
+                        drop(first(false));
                     }
                     self.until_request().await
                 });
@@ -272,7 +284,7 @@ impl Crew {
             // Not leading: `first` runs here, then everything is looked at again.
             if let Some(first) = first.take() {
                 drop(state);
-                first(false);
+                drop(first(false));
                 state = self.lock();
                 continue;
             }
@@ -287,34 +299,27 @@ impl Crew {
     }
 
     /// A queued request is a worker's next: the response it just ran is ended on the way
-    /// (`first`, told another request runs first), inside a brief lead when the lead is
-    /// vacant (rule 2; its connection's task is woken inside the runtime, with no driver
-    /// wake-up and nothing else polled), else here.
+    /// (`first`, told another request runs first), and its end kept for the next to lead
+    /// while the lead stays vacant (rule 2), else told here.
     fn end_then_take(
         &self,
-        mut state: MutexGuard<'_, State>,
-        job: Job,
-        first: impl FnOnce(bool),
-    ) -> Job {
-        let runtime = if state.lead == Lead::Vacant {
-            state.runtime.clone()
-        } else {
-            None
-        };
-        let Some(runtime) = runtime else {
-            drop(state);
-            first(true);
-            return job;
-        };
-        state.lead = Lead::Worker;
+        state: MutexGuard<'_, State>,
+        first: impl FnOnce(bool) -> Option<Ended>,
+    ) {
+        let vacant = state.lead == Lead::Vacant;
         drop(state);
-        // However the lead ends (a panic included), it is vacated.
-        let leading = Leading(self);
-        runtime.block_on(async { first(true) });
-        // Let go of the runtime before the lock is taken again (`next_after`).
-        drop(runtime);
-        drop(leading);
-        job
+        let Some(ended) = first(true) else {
+            return;
+        };
+        if vacant {
+            let mut state = self.lock();
+            // Whoever takes the lead takes the kept ends with it, under this lock.
+            if state.lead == Lead::Vacant && state.phase != Phase::Closed {
+                state.ended.push(ended);
+                return;
+            }
+        }
+        ended.tell();
     }
 
     fn wait_idle<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -433,11 +438,15 @@ impl Crew {
             if stuck_lead && state.idle == 0 {
                 state.lead = Lead::Standby;
                 let waiting = !state.queue.is_empty();
+                let ended = std::mem::take(&mut state.ended);
                 drop(state);
                 if waiting {
                     handler.every_worker_busy();
                 }
-                runtime.block_on(self.until_worker_idle());
+                runtime.block_on(async {
+                    drop(ended);
+                    self.until_worker_idle().await;
+                });
                 state = self.lock();
                 state.lead_wanted = false;
                 state.standby_waker = None;
@@ -510,8 +519,11 @@ impl Crew {
                 .0;
         }
         let runtime = state.runtime.take();
+        // Ends kept for a lead no one will take: told here.
+        let ended = std::mem::take(&mut state.ended);
         drop(state);
         drop(cancelled);
+        drop(ended);
         runtime
     }
 }
@@ -546,7 +558,7 @@ mod tests {
     use waitress_http::Limits;
 
     use super::*;
-    use crate::handler::{RequestBody, Wire};
+    use crate::handler::{Reply, RequestBody, Wire};
     use crate::outbuf::Budget;
     use crate::{Peer, StopHandle};
 
@@ -562,11 +574,16 @@ mod tests {
 
     /// A job whose request says which "connection" (`listener`) it came from.
     fn job(connection: usize) -> Job {
+        job_told(connection).0
+    }
+
+    /// `job`, and what its connection is told.
+    fn job_told(connection: usize) -> (Job, mpsc::UnboundedReceiver<Reply>) {
         let head = HeadParser::new(Limits::default())
             .parse(b"GET / HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let gone = Arc::new(ClientGone::default());
         let responder = Responder::new(
             tx,
@@ -583,7 +600,7 @@ mod tests {
             gone,
             closing: false,
         };
-        (request, responder)
+        ((request, responder), rx)
     }
 
     /// A crew with its runtime and its stand-by thread, as `serve` sets them up.
@@ -673,6 +690,7 @@ mod tests {
                     if let Some(responder) = ending.take() {
                         responder.abort("test");
                     }
+                    None
                 })
                 .unwrap();
             found.push(request.listener);
@@ -715,6 +733,50 @@ mod tests {
         assert_eq!(found, [0, 1, 2]);
         assert_eq!(told, [true, true]);
         assert_eq!(*pushed.lock().unwrap(), [Pushed::ToLeader; 3]);
+        end(&crew, standby);
+    }
+
+    /// A worker that ends a response on its way to a queued request, with the lead
+    /// vacant, keeps the end for the next to lead (rule 2): its connection is not told
+    /// then, and nothing is lost. Here the worker stays busy, so the stand-by takes the
+    /// lead (rule 3) and tells it, inside the runtime.
+    #[test]
+    fn rule_2_an_end_made_while_the_lead_is_vacant_is_told_by_the_next_to_lead() {
+        let (crew, runtime, standby) = crew();
+        let (first, mut told) = job_told(0);
+        let connections = Arc::clone(&crew);
+        let spawner = spawn_when_led(&crew, &runtime, async move {
+            connections.turn().await;
+            connections.push(first);
+            connections.turn().await;
+            connections.push(job(1));
+        });
+        let (request, responder) = crew.next().unwrap();
+        spawner.join().unwrap();
+        assert_eq!(request.listener, 0);
+        // The stand-by must not lead before the end is kept: it counts this worker idle.
+        crew.lock().idle += 1;
+        let (second, _) = crew
+            .next_after(|now| {
+                assert!(now);
+                responder.finish_raw_ended(b"ok".to_vec(), true, now).ok()
+            })
+            .unwrap();
+        assert_eq!(second.listener, 1);
+        assert_eq!(crew.lock().ended.len(), 1);
+        assert!(told.try_recv().is_err(), "told before anyone led");
+        crew.lock().idle -= 1;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let reply = loop {
+            if let Ok(reply) = told.try_recv() {
+                break reply;
+            }
+            assert!(Instant::now() < deadline, "the kept end was never told");
+            thread::sleep(Duration::from_millis(1));
+        };
+        assert!(matches!(reply, Reply::EndRaw { ref last, keep_alive: true } if last == b"ok"));
+        assert!(crew.lock().ended.is_empty());
+        assert_eq!(crew.lock().lead, Lead::Standby);
         end(&crew, standby);
     }
 

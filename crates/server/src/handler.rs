@@ -540,32 +540,43 @@ impl Responder {
     /// over in this one call); the connection is reused only if `keep_alive` and the
     /// protocol allows it.
     pub fn finish_raw(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
-        self.finish_raw_from(last, keep_alive, DIRECT_MIN)
+        self.finish_raw_ended(last, keep_alive, false)
+            .map(Ended::tell)
     }
 
     /// `finish_raw`, writing `last` to the socket here whatever its size: for a worker that
     /// runs another request before the connection's task next runs (crew.rs rule 2), so
     /// the client has its answer now, not after that request.
     pub fn finish_raw_now(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
-        self.finish_raw_from(last, keep_alive, 0)
+        self.finish_raw_ended(last, keep_alive, true)
+            .map(Ended::tell)
     }
 
-    fn finish_raw_from(
+    /// `finish_raw` (`finish_raw_now` when `now`), with the bytes written or handed over but
+    /// the connection not yet told the response ended: [`Ended`] tells it, when told to or
+    /// dropped. A crew worker hands it to `Crew::next_after`, which tells the connection
+    /// inside the runtime (crew.rs rule 2).
+    pub fn finish_raw_ended(
         mut self,
         last: Vec<u8>,
         keep_alive: bool,
-        direct_min: usize,
-    ) -> Result<(), RespondError> {
+        now: bool,
+    ) -> Result<Ended, RespondError> {
         self.started = true;
         if self.tx.is_none() {
             return Err(RespondError::Disconnected);
         }
         let mut last = last;
-        let done = self.write_direct_from(&[&last], last.len(), direct_min)?;
+        let min = if now { 0 } else { DIRECT_MIN };
+        let done = self.write_direct_from(&[&last], last.len(), min)?;
         last.drain(..done);
-        let result = self.send(Reply::EndRaw { last, keep_alive });
-        self.tx = None;
-        result
+        let Some(tx) = self.tx.take() else {
+            return Err(RespondError::Disconnected);
+        };
+        Ok(Ended {
+            tx,
+            reply: Some(Reply::EndRaw { last, keep_alive }),
+        })
     }
 
     /// The application failed: a 500 carrying `detail` if nothing was sent, else a close.
@@ -604,6 +615,31 @@ impl Drop for Responder {
                 detail: "The application did not finish its response".to_owned(),
                 sent: self.sent_direct,
             });
+        }
+    }
+}
+
+/// The end of a response its worker finished (`Responder::finish_raw_ended`), not yet told
+/// to the connection: `tell` tells it, waking its task, and so does dropping it, so an end
+/// is never lost. A wake from inside the runtime costs no driver wake-up (an eventfd
+/// write): a crew keeps an end for whoever next drives the runtime when nobody does.
+#[derive(Debug)]
+pub struct Ended {
+    tx: mpsc::UnboundedSender<Reply>,
+    reply: Option<Reply>,
+}
+
+impl Ended {
+    /// Tell the connection (a connection already gone is not told).
+    pub fn tell(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let _ = self.tx.send(reply);
         }
     }
 }

@@ -25,7 +25,9 @@ use tokio::sync::{Notify, Semaphore};
 use waitress_http::Limits;
 
 pub use crew::{Crew, Job, Pushed};
-pub use handler::{ClientGone, Handler, Lent, Peer, Request, RequestBody, RespondError, Responder};
+pub use handler::{
+    ClientGone, Ended, Handler, Lent, Peer, Request, RequestBody, RespondError, Responder,
+};
 use stop::Stage;
 pub use stop::StopHandle;
 
