@@ -56,6 +56,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if route == "/names":
         start_response("200 OK", [("x-lower", "1"), ("ETAG", "2"), ("Content-Length", "2")])
         return [b"ok"]
+    if route == "/echoed":
+        # Status and an X-V header from the query (`s=201&v=aa`), a body of two bytes.
+        query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))
+        status = {"200": "200 OK", "201": "201 Created"}[query.get("s", "200")]
+        start_response(status, [("X-V", query["v"]), ("Content-Length", "2")])
+        return [b"ok"]
     if route == "/merged-names":
         headers = [
             ("set-cookie", "b=2"),

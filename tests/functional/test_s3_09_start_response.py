@@ -147,6 +147,40 @@ def test_the_servers_lines_merge_in_name_order_after_equal_application_names(
     ]
 
 
+def test_a_worker_builds_each_head_from_its_own_request_and_response() -> None:
+    """SPEC §3.7, §3.10: one worker (so one reused `Call` and its remembered head) answers
+    responses that differ from the one before in a header value, the status, the
+    request's Connection or its version: each head is its own."""
+    server = Running(rules_app, threads=1)
+    try:
+        with server.connect() as sock:
+            asks = [
+                (b"GET /echoed?v=aa HTTP/1.1\r\n\r\n", [b"HTTP/1.1 200 OK", b"X-V: aa"]),
+                (b"GET /echoed?v=bb HTTP/1.1\r\n\r\n", [b"HTTP/1.1 200 OK", b"X-V: bb"]),
+                (b"GET /echoed?v=bb&s=201 HTTP/1.1\r\n\r\n", [b"HTTP/1.1 201 Created", b"X-V: bb"]),
+                (
+                    b"GET /echoed?v=bb HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                    [b"HTTP/1.0 200 OK", b"Connection: Keep-Alive", b"X-V: bb"],
+                ),
+                (
+                    b"GET /echoed?v=bb HTTP/1.1\r\nConnection: close\r\n\r\n",
+                    [b"HTTP/1.1 200 OK", b"Connection: close", b"X-V: bb"],
+                ),
+            ]
+            for raw, expected in asks:
+                sock.sendall(raw)
+                data = b""
+                while not data.endswith(b"\r\n\r\nok"):
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+                head = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+                lines = [line for line in head if not line.startswith((b"Date:", b"Server:"))]
+                assert lines == [expected[0], *sorted([b"Content-Length: 2", *expected[1:]])]
+    finally:
+        server.stop()
+
+
 def test_an_application_server_header_gets_a_via(rules: Running) -> None:
     raw = ask(rules, "/own-server-header")
     assert b"Server: mine\r\n" in raw and b"Via: waitress\r\n" in raw

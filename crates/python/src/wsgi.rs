@@ -489,6 +489,58 @@ pub struct Call {
     logged_no_body: bool,
     close_on_finish: bool,
     chunked: bool,
+    /// The last head this object built (kept across `renew`).
+    memo: HeadMemo,
+}
+
+/// The last response head a [`Call`] built and everything it was built from
+/// (`Call::build_head`): a keep-alive client's next response, or the next client's, most
+/// often has the same status, headers and framing, so the head is copied, not built.
+#[derive(Debug, Default)]
+struct HeadMemo {
+    /// The status and each header name and value as the application gave them, in its
+    /// order, each followed by a NUL (which none can hold, SPEC §3.9).
+    lines: Vec<u8>,
+    /// What else the head was built from, and what building it decided; None before the
+    /// first.
+    made: Option<Made>,
+    head: Vec<u8>,
+}
+
+/// `HeadMemo`'s inputs besides the lines, and what `build_head` decided from them.
+#[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the flags build_head reads and decides, each compared on its own"
+)]
+struct Made {
+    http11: bool,
+    connection: String,
+    wants_close: bool,
+    content_length: Option<i64>,
+    close_on_finish: bool,
+    stopping: bool,
+    ident: Option<Arc<str>>,
+    start_secs: u64,
+    /// Decided: the framing and persistence (`Call::persistence`), and the length kept.
+    chunked: bool,
+    closes: bool,
+    length_after: Option<i64>,
+}
+
+/// Whether `memo` holds `status` and `headers` (`HeadMemo::lines`).
+fn same_lines(memo: &[u8], status: &str, headers: &[(PyBackedStr, PyBackedStr)]) -> bool {
+    let mut at = 0;
+    let mut next = |part: &str| {
+        let end = at + part.len();
+        at = end + 1;
+        memo.get(end) == Some(&0) && memo.get(end - part.len()..end) == Some(part.as_bytes())
+    };
+    next(status)
+        && headers
+            .iter()
+            .all(|(name, value)| next(name) && next(value))
+        && at == memo.len()
 }
 
 /// Whether `text` holds CR or LF, and whether it holds NUL (PEP 3333 forbids them in the
@@ -572,16 +624,19 @@ impl Call {
             logged_no_body: false,
             close_on_finish: closing,
             chunked: false,
+            memo: HeadMemo::default(),
         }
     }
 
     /// This object for another request: `fresh`'s contents, keeping only the allocation of
-    /// the header list (emptied).
+    /// the header list (emptied) and the last head built (`HeadMemo`).
     fn renew(&mut self, fresh: Call) {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
+        let memo = std::mem::take(&mut self.memo);
         *self = fresh;
         self.headers = headers;
+        self.memo = memo;
     }
 
     /// What a valid `start_response` leaves: the status and headers as given (already
@@ -683,6 +738,7 @@ impl Call {
         &mut self,
         length_known: bool,
         has_connection: bool,
+        stopping: bool,
     ) -> (Option<&'static [u8]>, Option<&'static [u8]>) {
         let mut chunked = None;
         let mut keep_alive = if self.facts.http11 {
@@ -698,7 +754,7 @@ impl Call {
         } else {
             self.facts.connection == "keep-alive" && length_known
         };
-        if self.responder.as_ref().is_some_and(Responder::is_stopping) {
+        if stopping {
             self.close_on_finish = true;
         }
         if self.close_on_finish {
@@ -716,11 +772,87 @@ impl Call {
         (chunked, connection)
     }
 
-    /// The response head (SPEC §3.7, §3.10); decides framing and persistence. The lines
-    /// are sorted by name, stably (Set-Cookie order is kept): the application's, sorted in
-    /// place (nothing reads the list after), merged with the server's few, which are built
-    /// in name order.
+    /// The response head (SPEC §3.7, §3.10); decides framing and persistence. A copy of
+    /// the last one this object built when it is built from the same (`HeadMemo`).
     pub(crate) fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
+        let stopping = self.responder.as_ref().is_some_and(Responder::is_stopping);
+        let body = self.small_body();
+        if let Some(made) = self
+            .memo
+            .made
+            .as_ref()
+            .filter(|made| self.memo_holds(made, stopping))
+        {
+            let (chunked, closes, length) = (made.chunked, made.closes, made.length_after);
+            let mut head = Vec::with_capacity(self.memo.head.len() + body);
+            head.extend_from_slice(&self.memo.head);
+            self.chunked |= chunked;
+            self.close_on_finish |= closes;
+            self.content_length = length;
+            return Ok(head);
+        }
+        let mut lines = std::mem::take(&mut self.memo.lines);
+        lines.clear();
+        let parts = self
+            .headers
+            .iter()
+            .flat_map(|(name, value)| [&**name, &**value]);
+        for part in std::iter::once(self.status()).chain(parts) {
+            lines.extend_from_slice(part.as_bytes());
+            lines.push(0);
+        }
+        let mut made = Made {
+            http11: self.facts.http11,
+            connection: self.facts.connection.clone(),
+            wants_close: self.facts.wants_close,
+            content_length: self.content_length,
+            close_on_finish: self.close_on_finish,
+            stopping,
+            ident: self.ident.clone(),
+            start_secs: self.start_secs,
+            chunked: false,
+            closes: false,
+            length_after: None,
+        };
+        self.memo.made = None; // nothing is remembered from a head that failed
+        let head = self.compose_head(py, stopping, body)?;
+        made.chunked = self.chunked;
+        made.closes = self.close_on_finish;
+        made.length_after = self.content_length;
+        self.memo = HeadMemo {
+            lines,
+            made: Some(made),
+            head: head.clone(),
+        };
+        Ok(head)
+    }
+
+    /// Whether `made` (with the memo's lines) is what this response's head is built from.
+    fn memo_holds(&self, made: &Made, stopping: bool) -> bool {
+        made.http11 == self.facts.http11
+            && made.wants_close == self.facts.wants_close
+            && made.content_length == self.content_length
+            && made.close_on_finish == self.close_on_finish
+            && made.stopping == stopping
+            && made.start_secs == self.start_secs
+            && made.connection == self.facts.connection
+            && made.ident == self.ident
+            && same_lines(&self.memo.lines, self.status(), &self.headers)
+    }
+
+    /// Room for a small body after the head: it is appended to the held head
+    /// (`send_parts`).
+    fn small_body(&self) -> usize {
+        self.content_length
+            .and_then(|length| usize::try_from(length).ok())
+            .filter(|&length| length <= 4096)
+            .unwrap_or(0)
+    }
+
+    /// `build_head`'s work. The lines are sorted by name, stably (Set-Cookie order is
+    /// kept): the application's, sorted in place (nothing reads the list after), merged
+    /// with the server's few, which are built in name order.
+    fn compose_head(&mut self, py: Python<'_>, stopping: bool, body: usize) -> PyResult<Vec<u8>> {
         let bodiless = !self.has_body();
         self.headers.sort_by(|a, b| a.0.cmp(&b.0));
         let mut has_length = false;
@@ -747,7 +879,8 @@ impl Call {
             length = Some(decimal(declared, &mut digits));
             has_length = true;
         }
-        let (chunked, connection) = self.persistence(has_length || bodiless, has_connection);
+        let (chunked, connection) =
+            self.persistence(has_length || bodiless, has_connection, stopping);
         let (mut server, mut via) = (None, None);
         if has_server {
             via = Some(self.ident.as_deref().unwrap_or("waitress").as_bytes());
@@ -775,12 +908,6 @@ impl Call {
             .sum::<usize>();
         let version: &[u8] = if self.facts.http11 { b"1.1" } else { b"1.0" };
         let status = self.status();
-        // A small body is appended to the held head (`send_parts`): room for it now.
-        let body = self
-            .content_length
-            .and_then(|length| usize::try_from(length).ok())
-            .filter(|&length| length <= 4096)
-            .unwrap_or(0);
         let mut head = Vec::with_capacity(16 + status.len() + size + body);
         head.extend_from_slice(b"HTTP/");
         head.extend_from_slice(version);
