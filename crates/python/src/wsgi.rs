@@ -489,8 +489,9 @@ pub struct Call {
     logged_no_body: bool,
     close_on_finish: bool,
     chunked: bool,
-    /// The last head this object built (kept across `renew`).
-    memo: HeadMemo,
+    /// The last head this object built (kept across `renew`; boxed, so a renewal moves a
+    /// pointer).
+    memo: Option<Box<HeadMemo>>,
 }
 
 /// The last response head a [`Call`] built and everything it was built from
@@ -624,7 +625,7 @@ impl Call {
             logged_no_body: false,
             close_on_finish: closing,
             chunked: false,
-            memo: HeadMemo::default(),
+            memo: None,
         }
     }
 
@@ -633,7 +634,7 @@ impl Call {
     fn renew(&mut self, fresh: Call) {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
-        let memo = std::mem::take(&mut self.memo);
+        let memo = self.memo.take();
         *self = fresh;
         self.headers = headers;
         self.memo = memo;
@@ -777,29 +778,29 @@ impl Call {
     pub(crate) fn build_head(&mut self, py: Python<'_>) -> PyResult<Vec<u8>> {
         let stopping = self.responder.as_ref().is_some_and(Responder::is_stopping);
         let body = self.small_body();
-        if let Some(made) = self
-            .memo
+        // Taken while the head is built: a head that fails leaves nothing remembered.
+        let mut memo = self.memo.take().unwrap_or_default();
+        if let Some(made) = memo
             .made
             .as_ref()
-            .filter(|made| self.memo_holds(made, stopping))
+            .filter(|made| self.memo_holds(made, &memo.lines, stopping))
         {
-            let (chunked, closes, length) = (made.chunked, made.closes, made.length_after);
-            let mut head = Vec::with_capacity(self.memo.head.len() + body);
-            head.extend_from_slice(&self.memo.head);
-            self.chunked |= chunked;
-            self.close_on_finish |= closes;
-            self.content_length = length;
+            self.chunked |= made.chunked;
+            self.close_on_finish |= made.closes;
+            self.content_length = made.length_after;
+            let mut head = Vec::with_capacity(memo.head.len() + body);
+            head.extend_from_slice(&memo.head);
+            self.memo = Some(memo);
             return Ok(head);
         }
-        let mut lines = std::mem::take(&mut self.memo.lines);
-        lines.clear();
+        memo.lines.clear();
         let parts = self
             .headers
             .iter()
             .flat_map(|(name, value)| [&**name, &**value]);
         for part in std::iter::once(self.status()).chain(parts) {
-            lines.extend_from_slice(part.as_bytes());
-            lines.push(0);
+            memo.lines.extend_from_slice(part.as_bytes());
+            memo.lines.push(0);
         }
         let mut made = Made {
             http11: self.facts.http11,
@@ -814,21 +815,20 @@ impl Call {
             closes: false,
             length_after: None,
         };
-        self.memo.made = None; // nothing is remembered from a head that failed
         let head = self.compose_head(py, stopping, body)?;
         made.chunked = self.chunked;
         made.closes = self.close_on_finish;
         made.length_after = self.content_length;
-        self.memo = HeadMemo {
-            lines,
-            made: Some(made),
-            head: head.clone(),
-        };
+        memo.made = Some(made);
+        memo.head.clear();
+        memo.head.extend_from_slice(&head);
+        self.memo = Some(memo);
         Ok(head)
     }
 
-    /// Whether `made` (with the memo's lines) is what this response's head is built from.
-    fn memo_holds(&self, made: &Made, stopping: bool) -> bool {
+    /// Whether `made` and `lines` (a `HeadMemo`'s) are what this response's head is built
+    /// from.
+    fn memo_holds(&self, made: &Made, lines: &[u8], stopping: bool) -> bool {
         made.http11 == self.facts.http11
             && made.wants_close == self.facts.wants_close
             && made.content_length == self.content_length
@@ -837,7 +837,7 @@ impl Call {
             && made.start_secs == self.start_secs
             && made.connection == self.facts.connection
             && made.ident == self.ident
-            && same_lines(&self.memo.lines, self.status(), &self.headers)
+            && same_lines(lines, self.status(), &self.headers)
     }
 
     /// Room for a small body after the head: it is appended to the held head
