@@ -120,6 +120,7 @@ impl StopHandle {
             handle: self.clone(),
             slot,
             index,
+            kept: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
     }
 
@@ -135,6 +136,10 @@ pub(crate) struct StopWatch {
     handle: StopHandle,
     slot: Slot,
     index: usize,
+    /// The data and vtable pointers of the waker in `slot`, written with it by the owning
+    /// task only: a wait by the same task (the usual case) registers nothing and takes no
+    /// lock.
+    kept: [AtomicUsize; 2],
 }
 
 impl StopWatch {
@@ -145,11 +150,26 @@ impl StopWatch {
             if self.handle.reached(stage) {
                 return Poll::Ready(());
             }
+            let waker = cx.waker();
+            // What `Waker::will_wake` compares.
+            let id = [
+                waker.data() as usize,
+                std::ptr::from_ref(waker.vtable()) as usize,
+            ];
+            if self
+                .kept
+                .iter()
+                .zip(id)
+                .all(|(kept, id)| kept.load(Ordering::Relaxed) == id)
+            {
+                // Registered before the check above: a stop since then finds it.
+                return Poll::Pending;
+            }
             {
                 let mut slot = lock(&self.slot);
-                match slot.as_ref() {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => *slot = Some(cx.waker().clone()),
+                *slot = Some(waker.clone());
+                for (kept, id) in self.kept.iter().zip(id) {
+                    kept.store(id, Ordering::Relaxed);
                 }
             }
             // Read again after registering: a stop that came between the two reads either
