@@ -11,6 +11,13 @@ StartResponse = Callable[..., Any]
 PLAIN = [("Content-Type", "text/plain")]
 
 
+class IntThree(str):
+    """A str whose int() is 3, whatever it reads."""
+
+    def __int__(self) -> int:
+        return 3
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     route = environ["PATH_INFO"]
     if route == "/second-call":
@@ -56,6 +63,11 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if route == "/names":
         start_response("200 OK", [("x-lower", "1"), ("ETAG", "2"), ("Content-Length", "2")])
         return [b"ok"]
+    if route == "/length-kind":
+        # Content-Length "2" as a plain str, or as a str whose int() is 3.
+        length = "2" if environ["QUERY_STRING"] == "plain" else IntThree("2")
+        start_response("200 OK", [("Content-Length", length)])
+        return [b"abcdef"]
     if route == "/echoed":
         # Status and an X-V header from the query (`s=201&v=aa`), a body of two bytes.
         query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))

@@ -181,6 +181,25 @@ def test_a_worker_builds_each_head_from_its_own_request_and_response() -> None:
         server.stop()
 
 
+def test_a_header_checked_before_is_read_again_from_a_str_subclass() -> None:
+    """SPEC §3.9: a Content-Length is what int() makes of the value. One worker checks
+    `Content-Length: 2` as a plain str, then a str subclass with the same text whose int()
+    is 3: the second is read again, not taken from the first."""
+    server = Running(rules_app, threads=1)
+    try:
+        with server.connect() as sock:
+            for query, body in [("plain", b"ab"), ("sub", b"abc"), ("plain", b"ab")]:
+                sock.sendall(f"GET /length-kind?{query} HTTP/1.1\r\n\r\n".encode())
+                data = b""
+                while not data.endswith(body) or b"\r\n\r\n" not in data:
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+                assert data.split(b"\r\n\r\n", 1)[1] == body, (query, data)
+    finally:
+        server.stop()
+
+
 def test_an_application_server_header_gets_a_via(rules: Running) -> None:
     raw = ask(rules, "/own-server-header")
     assert b"Server: mine\r\n" in raw and b"Via: waitress\r\n" in raw

@@ -489,6 +489,8 @@ pub struct Call {
     logged_no_body: bool,
     close_on_finish: bool,
     chunked: bool,
+    /// The headers `start_response` last checked, by place (kept across `renew`).
+    recall: Vec<Recalled>,
     /// The last head this object built (kept across `renew`; boxed, so a renewal moves a
     /// pointer).
     memo: Option<Box<HeadMemo>>,
@@ -625,18 +627,22 @@ impl Call {
             logged_no_body: false,
             close_on_finish: closing,
             chunked: false,
+            recall: Vec::new(),
             memo: None,
         }
     }
 
     /// This object for another request: `fresh`'s contents, keeping only the allocation of
-    /// the header list (emptied) and the last head built (`HeadMemo`).
+    /// the header list (emptied), the headers last checked (`Recalled`) and the last head
+    /// built (`HeadMemo`).
     fn renew(&mut self, fresh: Call) {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
         let memo = self.memo.take();
+        let recall = std::mem::take(&mut self.recall);
         *self = fresh;
         self.headers = headers;
+        self.recall = recall;
         self.memo = memo;
     }
 
@@ -1133,11 +1139,29 @@ impl Call {
         }
         let helpers = Arc::clone(&slf.borrow().helpers);
         let mut content_length = None;
-        // The list the last request on this `Call` used (`Call::renew`), for its allocation.
-        let mut checked = std::mem::take(&mut slf.borrow_mut().headers);
+        // The list the last request on this `Call` used (`Call::renew`), for its allocation,
+        // and the headers it checked, by place (`Recalled`).
+        let (mut checked, mut recall) = {
+            let mut this = slf.borrow_mut();
+            (
+                std::mem::take(&mut this.headers),
+                std::mem::take(&mut this.recall),
+            )
+        };
         checked.clear();
         let mut check = |header: Bound<'py, PyAny>| -> PyResult<()> {
-            checked.push(checked_header(&header, &helpers, &mut content_length)?);
+            if recall.len() <= checked.len() {
+                recall.push(Recalled::default());
+            }
+            let Some(recalled) = recall.get_mut(checked.len()) else {
+                return Err(PyRuntimeError::new_err("no place for a header"));
+            };
+            checked.push(checked_header(
+                &header,
+                &helpers,
+                &mut content_length,
+                recalled,
+            )?);
             Ok(())
         };
         if let Ok(list) = headers.cast_exact::<PyList>() {
@@ -1152,7 +1176,10 @@ impl Call {
                 check(header?)?;
             }
         }
-        slf.borrow_mut().start(status_text, checked, content_length);
+        let mut this = slf.borrow_mut();
+        this.recall = recall;
+        this.start(status_text, checked, content_length);
+        drop(this);
         Ok(slf.clone().into_any())
     }
 
@@ -1162,15 +1189,47 @@ impl Call {
     }
 }
 
+/// A header `start_response` checked on this object before, at the same place in its list
+/// (`Call::recall`): the same exact-str name and value pass the same checks, so they are
+/// not checked again (a worker's `Call` mostly sees one application's few responses).
+#[derive(Debug, Default)]
+struct Recalled {
+    /// The name (in waitress's form as given), a NUL, the value; empty: nothing recalled.
+    text: Vec<u8>,
+    /// The Content-Length it declared, if it is one.
+    length: Option<i64>,
+}
+
+impl Recalled {
+    fn holds(&self, name: &str, value: &str) -> bool {
+        self.text.len() == name.len() + 1 + value.len()
+            && self.text.get(..name.len()) == Some(name.as_bytes())
+            && self.text.get(name.len()) == Some(&0)
+            && self.text.get(name.len() + 1..) == Some(value.as_bytes())
+    }
+
+    fn keep(&mut self, name: &str, value: &str, length: Option<i64>) {
+        self.text.clear();
+        self.text.extend_from_slice(name.as_bytes());
+        self.text.push(0);
+        self.text.extend_from_slice(value.as_bytes());
+        self.length = length;
+    }
+}
+
 /// One `(name, value)` of `start_response`'s headers, checked (SPEC §3.9): both str, no
 /// CR/LF/NUL, not hop-by-hop; a Content-Length is read into `content_length`. The name is
-/// returned in waitress's form (`field_name`).
+/// returned in waitress's form (`field_name`). `recalled` is what this place in the list
+/// held last time: when it holds this header, its checks are not made again; else it is
+/// made to hold it (exact str objects in waitress's form only).
 fn checked_header<'py>(
     header: &Bound<'py, PyAny>,
     helpers: &Helpers,
     content_length: &mut Option<i64>,
+    recalled: &mut Recalled,
 ) -> PyResult<(PyBackedStr, PyBackedStr)> {
     let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
+    let exact = name.is_exact_instance_of::<PyString>() && value.is_exact_instance_of::<PyString>();
     let Ok(name_text) = name.cast::<PyString>() else {
         return Err(PyAssertionError::new_err(format!(
             "Header name {} is not a string in {}",
@@ -1187,7 +1246,35 @@ fn checked_header<'py>(
     };
     let name_text = PyBackedStr::try_from(name_text.clone())?;
     let value_text = PyBackedStr::try_from(value_text.clone())?;
-    let (value_crlf, value_nul) = forbidden(&value_text);
+    if exact && recalled.holds(&name_text, &value_text) {
+        if let Some(length) = recalled.length {
+            *content_length = Some(length);
+        }
+        return Ok((name_text, value_text));
+    }
+    recalled.text.clear();
+    let given = name_text.as_ptr();
+    let (form, length) = checked_text(name_text, &value_text, &value, helpers, header.py())?;
+    if let Some(length) = length {
+        *content_length = Some(length);
+    }
+    // A name returned as given was in waitress's form.
+    if exact && form.as_ptr() == given {
+        recalled.keep(&form, &value_text, length);
+    }
+    Ok((form, value_text))
+}
+
+/// `checked_header`'s checks of a name and value: the name in waitress's form, and the
+/// Content-Length the header declares, if it is one.
+fn checked_text(
+    name_text: PyBackedStr,
+    value_text: &PyBackedStr,
+    value: &Bound<'_, PyAny>,
+    helpers: &Helpers,
+    py: Python<'_>,
+) -> PyResult<(PyBackedStr, Option<i64>)> {
+    let (value_crlf, value_nul) = forbidden(value_text);
     if value_crlf {
         return Err(PyValueError::new_err(
             "carriage return/line feed character present in header value",
@@ -1208,11 +1295,12 @@ fn checked_header<'py>(
         && helpers.hop_by_hop_lengths & length_bit(name_text.len()) == 0
     {
         // Neither Content-Length nor, by its length, hop-by-hop.
-        return Ok((field_name(header.py(), helpers, name_text)?, value_text));
+        return Ok((field_name(py, helpers, name_text)?, None));
     }
     let lower = lowered(&name_text);
+    let mut length = None;
     if lower.eq_ignore_ascii_case("content-length") {
-        *content_length = Some(content_length_value(&value_text, &value)?);
+        length = Some(content_length_value(value_text, value)?);
     } else if helpers
         .hop_by_hop
         .iter()
@@ -1224,7 +1312,7 @@ fn checked_header<'py>(
             &*name_text
         )));
     }
-    Ok((field_name(header.py(), helpers, name_text)?, value_text))
+    Ok((field_name(py, helpers, name_text)?, length))
 }
 
 /// The `wsgi.input` stream and the decoded body length.
