@@ -68,6 +68,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         length = "2" if environ["QUERY_STRING"] == "plain" else IntThree("2")
         start_response("200 OK", [("Content-Length", length)])
         return [b"abcdef"]
+    if route == "/many-headers":
+        # Forty headers; `bad=N` puts a line feed in the value of the Nth.
+        bad = int(environ["QUERY_STRING"].partition("bad=")[2] or -1)
+        headers = [(f"X-H{n}", "v\nx" if n == bad else "v") for n in range(40)]
+        start_response("200 OK", [*headers, ("Content-Length", "2")])
+        return [b"ok"]
     if route == "/echoed":
         # Status and an X-V header from the query (`s=201&v=aa`), a body of two bytes.
         query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))

@@ -200,6 +200,20 @@ def test_a_header_checked_before_is_read_again_from_a_str_subclass() -> None:
         server.stop()
 
 
+@pytest.mark.parametrize("bad", [3, 35])
+def test_a_header_that_changes_is_checked_again_wherever_it_is_in_the_list(bad: int) -> None:
+    """SPEC §3.9: one worker answers forty headers, then the same with a line feed in the
+    value of one (among the places a worker recalls, or past them), then forty again: the
+    second is refused with a 500 and the others are answered."""
+    server = Running(rules_app, threads=1)
+    try:
+        for query, status in [("", b"200 OK"), (f"bad={bad}", b"500 "), ("", b"200 OK")]:
+            raw = ask(server, f"/many-headers?{query}")
+            assert raw.startswith(b"HTTP/1.1 " + status), (query, raw[:80])
+    finally:
+        server.stop()
+
+
 def test_an_application_server_header_gets_a_via(rules: Running) -> None:
     raw = ask(rules, "/own-server-header")
     assert b"Server: mine\r\n" in raw and b"Via: waitress\r\n" in raw

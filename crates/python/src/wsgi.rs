@@ -825,10 +825,12 @@ impl Call {
         made.chunked = self.chunked;
         made.closes = self.close_on_finish;
         made.length_after = self.content_length;
-        memo.made = Some(made);
-        memo.head.clear();
-        memo.head.extend_from_slice(&head);
-        self.memo = Some(memo);
+        if head.len() <= REMEMBERED_HEAD {
+            memo.made = Some(made);
+            memo.head.clear();
+            memo.head.extend_from_slice(&head);
+            self.memo = Some(memo);
+        }
         Ok(head)
     }
 
@@ -1150,12 +1152,10 @@ impl Call {
         };
         checked.clear();
         let mut check = |header: Bound<'py, PyAny>| -> PyResult<()> {
-            if recall.len() <= checked.len() {
+            if recall.len() <= checked.len() && checked.len() < RECALLED_PLACES {
                 recall.push(Recalled::default());
             }
-            let Some(recalled) = recall.get_mut(checked.len()) else {
-                return Err(PyRuntimeError::new_err("no place for a header"));
-            };
+            let recalled = recall.get_mut(checked.len());
             checked.push(checked_header(
                 &header,
                 &helpers,
@@ -1189,6 +1189,13 @@ impl Call {
     }
 }
 
+/// The most places in a header list a `Call` recalls (`Recalled`): further headers are
+/// always checked, so what a worker keeps is bounded.
+const RECALLED_PLACES: usize = 32;
+
+/// The largest head a `Call` remembers (`HeadMemo`); a larger one is built every time.
+const REMEMBERED_HEAD: usize = 4096;
+
 /// A header `start_response` checked on this object before, at the same place in its list
 /// (`Call::recall`): the same exact-str name and value pass the same checks, so they are
 /// not checked again (a worker's `Call` mostly sees one application's few responses).
@@ -1220,13 +1227,13 @@ impl Recalled {
 /// One `(name, value)` of `start_response`'s headers, checked (SPEC §3.9): both str, no
 /// CR/LF/NUL, not hop-by-hop; a Content-Length is read into `content_length`. The name is
 /// returned in waitress's form (`field_name`). `recalled` is what this place in the list
-/// held last time: when it holds this header, its checks are not made again; else it is
-/// made to hold it (exact str objects in waitress's form only).
+/// held last time (None past `RECALLED_PLACES`): when it holds this header, its checks are
+/// not made again; else it is made to hold it (exact str objects in waitress's form only).
 fn checked_header<'py>(
     header: &Bound<'py, PyAny>,
     helpers: &Helpers,
     content_length: &mut Option<i64>,
-    recalled: &mut Recalled,
+    recalled: Option<&mut Recalled>,
 ) -> PyResult<(PyBackedStr, PyBackedStr)> {
     let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
     let exact = name.is_exact_instance_of::<PyString>() && value.is_exact_instance_of::<PyString>();
@@ -1246,21 +1253,27 @@ fn checked_header<'py>(
     };
     let name_text = PyBackedStr::try_from(name_text.clone())?;
     let value_text = PyBackedStr::try_from(value_text.clone())?;
-    if exact && recalled.holds(&name_text, &value_text) {
-        if let Some(length) = recalled.length {
+    let held = recalled
+        .as_deref()
+        .filter(|recalled| exact && recalled.holds(&name_text, &value_text));
+    if let Some(held) = held {
+        if let Some(length) = held.length {
             *content_length = Some(length);
         }
         return Ok((name_text, value_text));
     }
-    recalled.text.clear();
     let given = name_text.as_ptr();
     let (form, length) = checked_text(name_text, &value_text, &value, helpers, header.py())?;
     if let Some(length) = length {
         *content_length = Some(length);
     }
-    // A name returned as given was in waitress's form.
-    if exact && form.as_ptr() == given {
-        recalled.keep(&form, &value_text, length);
+    if let Some(recalled) = recalled {
+        // A name returned as given was in waitress's form.
+        if exact && form.as_ptr() == given {
+            recalled.keep(&form, &value_text, length);
+        } else {
+            recalled.text.clear();
+        }
     }
     Ok((form, value_text))
 }
