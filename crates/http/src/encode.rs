@@ -15,6 +15,7 @@
 //!    204/304 keep the connection when it otherwise would be kept (D5 Q4).
 //! 5. HEAD: the head exactly as for GET, no body bytes (D5 Q3).
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::request::Version;
@@ -65,23 +66,6 @@ pub enum EncodeError {
     InvalidContentLength,
     /// A response was already started for this request.
     AlreadyStarted,
-}
-
-fn normalise_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, part) in name.split('-').enumerate() {
-        if i > 0 {
-            out.push('-');
-        }
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.extend(first.to_uppercase());
-            for c in chars {
-                out.extend(c.to_lowercase());
-            }
-        }
-    }
-    out
 }
 
 fn parse_status(status: &str) -> Result<u16, EncodeError> {
@@ -146,7 +130,7 @@ pub fn encode_head(
     let mut length = None;
     let (mut has_server, mut has_date) = (false, false);
     for &(name, value) in headers {
-        let name = normalise_name(name);
+        let name = field_form(name).into_owned();
         match name.as_str() {
             "Content-Length" => {
                 if bodiless {
@@ -431,9 +415,47 @@ pub fn any_below(bytes: &[u8], limit: u8) -> bool {
     )
 }
 
+/// A header name in waitress's form, `Header-Name` (each `-`-separated part capitalised,
+/// SPEC Q10): borrowed when it already is (nearly always).
+pub fn field_form(name: &str) -> Cow<'_, str> {
+    if !all_ascii(name.as_bytes()) {
+        let mut out = String::with_capacity(name.len());
+        for (i, part) in name.split('-').enumerate() {
+            if i > 0 {
+                out.push('-');
+            }
+            let mut chars = part.chars();
+            if let Some(first) = chars.next() {
+                out.extend(first.to_uppercase());
+                for c in chars {
+                    out.extend(c.to_lowercase());
+                }
+            }
+        }
+        return Cow::Owned(out);
+    }
+    if in_field_form(name.as_bytes()) {
+        return Cow::Borrowed(name);
+    }
+    let mut start = true;
+    Cow::Owned(
+        name.bytes()
+            .map(|b| {
+                let c = if start {
+                    b.to_ascii_uppercase()
+                } else {
+                    b.to_ascii_lowercase()
+                };
+                start = b == b'-';
+                char::from(c)
+            })
+            .collect(),
+    )
+}
+
 /// Whether an ASCII header name is in waitress's form: the names most responses carry by a
 /// comparison, any other in one pass.
-pub fn in_field_form(name: &[u8]) -> bool {
+fn in_field_form(name: &[u8]) -> bool {
     if matches!(
         name,
         b"Content-Type" | b"Content-Length" | b"Set-Cookie" | b"Location" | b"Cache-Control"
@@ -532,6 +554,11 @@ mod tests {
         ] {
             assert!(!in_field_form(name.as_bytes()), "{name}");
         }
+        assert!(matches!(field_form("Content-Type"), Cow::Borrowed(_)));
+        assert_eq!(field_form("x-lower"), "X-Lower");
+        assert_eq!(field_form("ETAG"), "Etag");
+        assert_eq!(field_form("x--y"), "X--Y");
+        assert_eq!(field_form("éclair-ÉTÉ"), "Éclair-Été");
     }
 
     fn facts(version: Version) -> RequestFacts {

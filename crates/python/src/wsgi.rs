@@ -36,7 +36,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use waitress_http::encode::{
-    all_ascii, any_below, chunk_size_line, decimal, in_field_form, DateCache,
+    all_ascii, any_below, chunk_size_line, decimal, field_form, DateCache,
 };
 use waitress_http::request::{BodyKind, RequestHead, Version};
 use waitress_server::{ClientGone, Peer, Request, RequestBody, Responder};
@@ -189,23 +189,14 @@ pub(crate) fn field_name(
     if !all_ascii(name.as_bytes()) {
         return helpers.normalise_name.bind(py).call1((&*name,))?.extract();
     }
-    if in_field_form(name.as_bytes()) {
-        return Ok(name);
+    let form = match field_form(&name) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(form) => Some(form),
+    };
+    match form {
+        None => Ok(name),
+        Some(form) => PyBackedStr::try_from(PyString::new(py, &form)),
     }
-    let mut start = true;
-    let form: String = name
-        .bytes()
-        .map(|b| {
-            let c = if start {
-                b.to_ascii_uppercase()
-            } else {
-                b.to_ascii_lowercase()
-            };
-            start = b == b'-';
-            char::from(c)
-        })
-        .collect();
-    PyBackedStr::try_from(PyString::new(py, &form))
 }
 
 /// Whether `sys.stderr` is `errors`: a look at the sys dict that takes no reference (the
@@ -535,9 +526,10 @@ struct Made {
 fn same_lines(memo: &[u8], status: &str, headers: &[(PyBackedStr, PyBackedStr)]) -> bool {
     let mut at = 0;
     let mut next = |part: &str| {
-        let end = at + part.len();
+        let start = at;
+        let end = start + part.len();
         at = end + 1;
-        memo.get(end) == Some(&0) && memo.get(end - part.len()..end) == Some(part.as_bytes())
+        memo.get(end) == Some(&0) && memo.get(start..end) == Some(part.as_bytes())
     };
     next(status)
         && headers

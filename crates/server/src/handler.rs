@@ -20,7 +20,7 @@
 //!    found gone included: a connection's reply channel is reused by its next request, so
 //!    the channel closing is never the signal.
 //! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`; any
-//!    size for `finish_raw_now`) are written to the socket by the worker itself, without
+//!    size for `finish_raw_ended` told `now`) are written to the socket by the worker itself, without
 //!    waiting, when everything handed over before has been written (the budget is
 //!    drained): no copy and no hand-over for them. What the socket does not take at once
 //!    goes to the connection task as before. After a `send_file` everything goes through
@@ -544,18 +544,12 @@ impl Responder {
             .map(Ended::tell)
     }
 
-    /// `finish_raw`, writing `last` to the socket here whatever its size: for a worker that
-    /// runs another request before the connection's task next runs (crew.rs rule 2), so
-    /// the client has its answer now, not after that request.
-    pub fn finish_raw_now(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
-        self.finish_raw_ended(last, keep_alive, true)
-            .map(Ended::tell)
-    }
-
-    /// `finish_raw` (`finish_raw_now` when `now`), with the bytes written or handed over but
-    /// the connection not yet told the response ended: [`Ended`] tells it, when told to or
-    /// dropped. A crew worker hands it to `Crew::next_after`, which tells the connection
-    /// inside the runtime (crew.rs rule 2).
+    /// `finish_raw`, with the bytes written or handed over but the connection not yet told
+    /// the response ended: [`Ended`] tells it, when told to or dropped. A crew worker hands
+    /// it to `Crew::next_after`, which tells the connection inside the runtime (crew.rs
+    /// rule 2). `now`: `last` is written to the socket here whatever its size, for a worker
+    /// that runs another request before the connection's task next runs, so the client has
+    /// its answer now, not after that request.
     pub fn finish_raw_ended(
         mut self,
         last: Vec<u8>,
