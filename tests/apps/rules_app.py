@@ -74,6 +74,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         headers = [(f"X-H{n}", "v\nx" if n == bad else "v") for n in range(40)]
         start_response("200 OK", [*headers, ("Content-Length", "2")])
         return [b"ok"]
+    if route == "/padded":
+        # An X-Pad header of `len` times the letter `c`.
+        query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))
+        pad = query["c"] * int(query["len"])
+        start_response("200 OK", [("X-Pad", pad), ("Content-Length", "2")])
+        return [b"ok"]
     if route == "/echoed":
         # Status and an X-V header from the query (`s=201&v=aa`), a body of two bytes.
         query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))
