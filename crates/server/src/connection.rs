@@ -146,7 +146,7 @@ macro_rules! sendfile_transport {
                 let mut rest = io_slices(parts, &mut few, &mut many);
                 io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
                 while !rest.is_empty() {
-                    self.writable().await?;
+                    std::future::poll_fn(|cx| self.poll_write_ready(cx)).await?;
                     match self.try_write_vectored(rest) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
@@ -172,7 +172,7 @@ macro_rules! sendfile_transport {
                 len: usize,
             ) -> io::Result<usize> {
                 loop {
-                    self.writable().await?;
+                    std::future::poll_fn(|cx| self.poll_write_ready(cx)).await?;
                     let sent = self.try_io(Interest::WRITABLE, || {
                         rustix::fs::sendfile(self, file, Some(&mut *offset), len)
                             .map_err(io::Error::from)
@@ -185,7 +185,10 @@ macro_rules! sendfile_transport {
             }
 
             async fn wait_readable(&self) -> io::Result<()> {
-                self.readable().await
+                // Polled, not `readable()`: only the connection's task waits on its socket,
+                // so the one waker slot tokio keeps per direction is enough, and a wait
+                // costs no waiter list (a lock to join it, another to leave).
+                std::future::poll_fn(|cx| self.poll_read_ready(cx)).await
             }
 
             fn try_read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
