@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyString};
 use waitress_http::request::RequestHead;
 use waitress_server::{ClientGone, Peer, RequestBody};
 
-use crate::wsgi::{self, field_name, Call, Facts, Helpers, Site};
+use crate::wsgi::{self, field_name, Call, Facts, Helpers, Response, Site};
 
 /// One listener as `waitress.serve(app, listen="127.0.0.1:8080")` sets it up (no trusted
 /// proxy, so the proxy headers are dropped; ident `waitress`), the helpers `Server.run`
@@ -74,8 +74,8 @@ impl Fixture {
     }
 
     /// The response head sent for `request` after a valid `start_response(status,
-    /// headers)` that declared `content_length`: a [`Call`] without a connection, as
-    /// `serve` makes it, then `Call::build_head`.
+    /// headers)` that declared `content_length`: a [`Response`] without a connection, as
+    /// `serve` makes it, then `Response::build_head`.
     pub fn response_head(
         &self,
         py: Python<'_>,
@@ -84,7 +84,7 @@ impl Fixture {
         headers: &[(&str, &str)],
         content_length: Option<i64>,
     ) -> PyResult<Vec<u8>> {
-        let mut call = Call::new(None, request, &self.site, &self.helpers, false);
+        let mut call = Response::new(None, request, &self.site, &self.helpers, false);
         let text = |text: &str| PyBackedStr::try_from(PyString::new(py, text));
         let headers = headers
             .iter()
@@ -103,10 +103,10 @@ impl Fixture {
         status: &Bound<'_, PyAny>,
         headers: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<u8>> {
-        let call = Call::new(None, request, &self.site, &self.helpers, false);
-        let call = Bound::new(py, call)?;
+        let response = Response::new(None, request, &self.site, &self.helpers, false);
+        let call = Bound::new(py, Call::new(response))?;
         call.call_method1(pyo3::intern!(py, "start_response"), (status, headers))?;
-        let mut call = call.borrow_mut();
-        call.build_head(py)
+        let mut response = call.get().state_mut(py)?;
+        response.build_head(py)
     }
 }

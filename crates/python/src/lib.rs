@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
+mod gil;
 mod parser;
 mod server;
 mod wsgi;
@@ -14,6 +15,7 @@ mod wsgi;
 /// The extension module.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    gil::require_gil(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<parser::RequestParser>()?;
     m.add_class::<server::Server>()?;

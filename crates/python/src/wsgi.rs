@@ -26,6 +26,7 @@
 //! waitress's task API directly; `tests/compat` and `tests/functional` hold both to SPEC.
 
 use std::borrow::Cow;
+use std::cell::{Ref, RefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,6 +41,8 @@ use waitress_http::encode::{
 };
 use waitress_http::request::{BodyKind, RequestHead, Version};
 use waitress_server::{ClientGone, Peer, Request, RequestBody, Responder};
+
+use crate::gil::GilCell;
 
 /// Most bytes held back to leave with the end of a response (module rule 2); more are sent
 /// as they come.
@@ -450,15 +453,65 @@ struct RequestFacts {
     wants_close: bool,
 }
 
+impl RequestFacts {
+    fn of(head: &RequestHead) -> Self {
+        Self {
+            http11: matches!(head.version(), Version::Http11),
+            is_head: head.is_head(),
+            connection: if head.has_connection() {
+                joined_lowercase(head, b"connection")
+            } else {
+                String::new()
+            },
+            wants_close: head.wants_close(),
+        }
+    }
+}
+
+/// Seconds since the epoch (0 if the clock is before it): a response's Date second.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// One request's `start_response` (the bound method handed to the application) and `write`
-/// (calling the object, which `start_response` returns) (rule 2).
-#[pyclass(module = "waitress._core")]
+/// (calling the object, which `start_response` returns) (rule 2). Frozen: the response it
+/// writes is in a [`GilCell`], borrowed without pyo3's atomic flag (gil.rs).
+#[pyclass(module = "waitress._core", frozen)]
+#[derive(Debug)]
+pub struct Call {
+    /// The worker's helpers, the same for every request this object serves (`serve`).
+    helpers: Arc<Helpers>,
+    response: GilCell<Response>,
+}
+
+impl Call {
+    pub(crate) fn new(response: Response) -> Self {
+        Self {
+            helpers: Arc::clone(&response.helpers),
+            response: GilCell::new(response),
+        }
+    }
+
+    /// The response, to read.
+    fn state(&self, py: Python<'_>) -> PyResult<Ref<'_, Response>> {
+        self.response.borrow(py)
+    }
+
+    /// The response, to change.
+    pub(crate) fn state_mut(&self, py: Python<'_>) -> PyResult<RefMut<'_, Response>> {
+        self.response.borrow_mut(py)
+    }
+}
+
+/// The response one [`Call`] writes, and what shapes it.
 #[derive(Debug)]
 #[allow(
     clippy::struct_excessive_bools,
     reason = "the response flags of waitress's Task, each read on its own"
 )]
-pub struct Call {
+pub(crate) struct Response {
     responder: Option<Responder>,
     facts: RequestFacts,
     ident: Option<Arc<str>>,
@@ -579,9 +632,9 @@ fn content_length_value(value: &str, object: &Bound<'_, PyAny>) -> PyResult<i64>
         .extract::<i64>()
 }
 
-impl Call {
-    /// The call for one request, before `start_response`; `closing`: the response must
-    /// close the connection.
+impl Response {
+    /// The response to one request, before `start_response`; `closing`: it must close the
+    /// connection.
     pub(crate) fn new(
         responder: Option<Responder>,
         head: &RequestHead,
@@ -589,25 +642,12 @@ impl Call {
         helpers: &Arc<Helpers>,
         closing: bool,
     ) -> Self {
-        let start_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let facts = RequestFacts {
-            http11: matches!(head.version(), Version::Http11),
-            is_head: head.is_head(),
-            connection: if head.has_connection() {
-                joined_lowercase(head, b"connection")
-            } else {
-                String::new()
-            },
-            wants_close: head.wants_close(),
-        };
         Self {
             responder,
-            facts,
+            facts: RequestFacts::of(head),
             ident: site.ident.as_ref().map(Arc::clone),
             helpers: Arc::clone(helpers),
-            start_secs,
+            start_secs: now_secs(),
             status: None,
             headers: Vec::new(),
             content_length: None,
@@ -624,18 +664,59 @@ impl Call {
         }
     }
 
-    /// This object for another request: `fresh`'s contents, keeping only the allocation of
-    /// the header list (emptied), the headers last checked (`Recalled`) and the last head
-    /// built (`HeadMemo`).
-    fn renew(&mut self, fresh: Call) {
-        let mut headers = std::mem::take(&mut self.headers);
+    /// This response made new for another request on the same site, as `new` makes it,
+    /// keeping the header list's allocation (emptied), the headers last checked
+    /// (`Recalled`), the last head built (`HeadMemo`) and the shared helpers and ident
+    /// (no reference count moved). Every field is named, so a new one cannot be missed.
+    fn renew(
+        &mut self,
+        responder: Option<Responder>,
+        head: &RequestHead,
+        site: &Site,
+        closing: bool,
+    ) {
+        let Response {
+            responder: old_responder,
+            facts,
+            ident,
+            helpers: _,
+            start_secs,
+            status,
+            headers,
+            content_length,
+            complete,
+            wrote_header,
+            held,
+            written,
+            logged_excess,
+            logged_no_body,
+            close_on_finish,
+            chunked,
+            recall: _,
+            memo: _,
+        } = self;
+        *old_responder = responder;
+        *facts = RequestFacts::of(head);
+        let same_ident = match (ident.as_ref(), site.ident.as_ref()) {
+            (Some(kept), Some(given)) => Arc::ptr_eq(kept, given),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_ident {
+            *ident = site.ident.as_ref().map(Arc::clone);
+        }
+        *start_secs = now_secs();
+        *status = None;
         headers.clear();
-        let memo = self.memo.take();
-        let recall = std::mem::take(&mut self.recall);
-        *self = fresh;
-        self.headers = headers;
-        self.recall = recall;
-        self.memo = memo;
+        *content_length = None;
+        *complete = false;
+        *wrote_header = false;
+        held.clear();
+        *written = 0;
+        *logged_excess = false;
+        *logged_no_body = false;
+        *close_on_finish = closing;
+        *chunked = false;
     }
 
     /// What a valid `start_response` leaves: the status and headers as given (already
@@ -1090,8 +1171,10 @@ impl Call {
         headers: &Bound<'py, PyAny>,
         exc_info: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let call = slf.get();
         {
-            let this = slf.borrow();
+            let this = call.state(py)?;
             let raising = match exc_info {
                 Some(info) if info.is_truthy()? => {
                     let value = info.get_item(1)?;
@@ -1131,12 +1214,12 @@ impl Call {
         if nul {
             return Err(PyValueError::new_err("NUL character present in status"));
         }
-        let helpers = Arc::clone(&slf.borrow().helpers);
+        let helpers = &call.helpers;
         let mut content_length = None;
         // The list the last request on this `Call` used (`Call::renew`), for its allocation,
         // and the headers it checked, by place (`Recalled`).
         let (mut checked, mut recall) = {
-            let mut this = slf.borrow_mut();
+            let mut this = call.state_mut(py)?;
             (
                 std::mem::take(&mut this.headers),
                 std::mem::take(&mut this.recall),
@@ -1150,7 +1233,7 @@ impl Call {
             let recalled = recall.get_mut(checked.len());
             checked.push(checked_header(
                 &header,
-                &helpers,
+                helpers,
                 &mut content_length,
                 recalled,
             )?);
@@ -1168,7 +1251,7 @@ impl Call {
                 check(header?)?;
             }
         }
-        let mut this = slf.borrow_mut();
+        let mut this = call.state_mut(py)?;
         this.recall = recall;
         this.start(status_text, checked, content_length);
         drop(this);
@@ -1176,8 +1259,8 @@ impl Call {
     }
 
     /// The WSGI `write` callable.
-    fn __call__(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.write(py, data)
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.state_mut(py)?.write(py, data)
     }
 }
 
@@ -1736,7 +1819,7 @@ fn send_file_wrapper(
     call: &Bound<'_, Call>,
     wrapper: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
-    let declared = call.borrow().content_length;
+    let declared = call.get().state(py)?.content_length;
     let size: i64 = wrapper
         .call_method1(intern!(py, "prepare"), (declared,))?
         .extract()?;
@@ -1744,7 +1827,7 @@ fn send_file_wrapper(
         return Ok(false);
     }
     {
-        let mut this = call.borrow_mut();
+        let mut this = call.get().state_mut(py)?;
         if declared != Some(size) {
             if declared.is_some() {
                 this.headers
@@ -1761,7 +1844,7 @@ fn send_file_wrapper(
     let closed = wrapper.call_method0(intern!(py, "close"));
     sent?;
     closed?;
-    let mut this = call.borrow_mut();
+    let mut this = call.get().state_mut(py)?;
     this.written = this.written.saturating_add(size);
     Ok(true)
 }
@@ -1783,7 +1866,7 @@ fn send_wrapper_bytes(
         // after this call; the descriptor is only borrowed to duplicate it.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let owned = std::fs::File::from(borrowed.try_clone_to_owned()?);
-        let mut this = call.borrow_mut();
+        let mut this = call.get().state_mut(py)?;
         this.send(py, b"")?;
         let Some(responder) = this.responder.as_mut() else {
             return Err(this.disconnected(py));
@@ -1802,7 +1885,7 @@ fn send_wrapper_bytes(
             break;
         }
         left -= i64::try_from(piece.as_bytes().len()).unwrap_or(i64::MAX);
-        call.borrow_mut().send(py, piece.as_bytes())?;
+        call.get().state_mut(py)?.send(py, piece.as_bytes())?;
     }
     Ok(())
 }
@@ -1825,14 +1908,14 @@ fn write_item(
     first: bool,
 ) -> PyResult<()> {
     if first {
-        let this = call.borrow();
+        let this = call.get().state(py)?;
         let unknown = this.content_length.is_none() && !this.wrote_header;
         drop(this);
         // A one-item iterable gives its length (PEP 3333), unless write() already sent
         // the head (waitress Q9).
         if unknown && known_length(py, app_iter)? == Some(1) {
             let length = i64::try_from(chunk.len()?).unwrap_or(i64::MAX);
-            call.borrow_mut().content_length = Some(length);
+            call.get().state_mut(py)?.content_length = Some(length);
         }
     }
     if let Ok(bytes) = chunk.cast::<PyBytes>() {
@@ -1840,11 +1923,12 @@ fn write_item(
             return Ok(());
         }
         return call
-            .borrow_mut()
+            .get()
+            .state_mut(py)?
             .write_bytes(py, bytes.as_bytes(), Some(bytes));
     }
     if chunk.is_truthy()? {
-        call.borrow_mut().write(py, chunk)?;
+        call.get().state_mut(py)?.write(py, chunk)?;
     }
     Ok(())
 }
@@ -1865,10 +1949,12 @@ fn execute(
         app_iter.is_exact_instance_of::<PyList>() || app_iter.is_exact_instance_of::<PyTuple>();
     let mut handed_over = false;
     let result = (|| -> PyResult<()> {
-        if !plain && app_iter.is_instance(helpers.file_wrapper.bind(py))? && call.borrow().complete
+        if !plain
+            && app_iter.is_instance(helpers.file_wrapper.bind(py))?
+            && call.get().state(py)?.complete
         {
             handed_over = send_file_wrapper(py, helpers, call, &app_iter)?;
-            if call.borrow().wrote_header {
+            if call.get().state(py)?.wrote_header {
                 return Ok(());
             }
         }
@@ -1889,7 +1975,7 @@ fn execute(
                 first = false;
             }
         }
-        call.borrow_mut().check_length(py)
+        call.get().state_mut(py)?.check_length(py)
     })();
     if !handed_over && !plain {
         match app_iter.getattr_opt(intern!(py, "close"))? {
@@ -2000,15 +2086,20 @@ pub(crate) fn serve(
         ..
     } = request;
     let head = &head;
-    let fresh = Call::new(Some(responder), head, site, helpers, closing);
     // The worker's `Call` object from its last request, when nothing kept it, is this
-    // request's, its contents replaced whole: no object made and freed per request.
-    let (call, start_response) = if let Some((kept, method)) = spare.take() {
+    // request's, its response renewed: no object made and freed per request.
+    let kept = spare
+        .take()
+        .filter(|(kept, _)| Arc::ptr_eq(&kept.get().helpers, helpers));
+    let (call, start_response) = if let Some((kept, method)) = kept {
         let kept = kept.into_bound(py);
-        kept.borrow_mut().renew(fresh);
+        kept.get()
+            .state_mut(py)?
+            .renew(Some(responder), head, site, closing);
         (kept, method.into_bound(py))
     } else {
-        let call = Bound::new(py, fresh)?;
+        let fresh = Response::new(Some(responder), head, site, helpers, closing);
+        let call = Bound::new(py, Call::new(fresh))?;
         let method = call.getattr(intern!(py, "start_response"))?;
         (call, method)
     };
@@ -2022,13 +2113,13 @@ pub(crate) fn serve(
         };
         let environ = request_environ(py, site, helpers, &facts, body, &mut path, &mut input)?;
         execute(py, site, helpers, &environ, &call, &start_response)?;
-        call.borrow_mut().finish(py)
+        call.get().state_mut(py)?.finish(py)
     })();
     let (responder, pending) = {
-        let mut this = call.borrow_mut();
+        let mut this = call.get().state_mut(py)?;
         (this.responder.take(), std::mem::take(&mut this.held))
     };
-    let close_on_finish = call.borrow().close_on_finish;
+    let close_on_finish = call.get().state(py)?.close_on_finish;
     if let Some(stream) = input {
         // A BytesIO nothing else holds is freed here: closing it first would change nothing
         // anyone can see (an application that kept the environ or the stream sees it closed).
@@ -2069,7 +2160,7 @@ pub(crate) fn serve(
         Err(err) => {
             // A response whose head was written is never replaced by a 500: what is held
             // goes out, then the connection closes (waitress's `wrote_header`).
-            if call.borrow().wrote_header && !pending.is_empty() {
+            if call.get().state(py)?.wrote_header && !pending.is_empty() {
                 let _ = py.detach(|| responder.write_raw(pending));
             }
             let kwargs = PyDict::new(py);
