@@ -19,6 +19,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// The pending-byte account shared by one response's writer and its connection.
@@ -28,6 +29,10 @@ pub(crate) struct Budget {
     room: Condvar,
     high_watermark: usize,
     overflow: usize,
+    /// `is_drained` and `is_full`, kept up to date under the lock and read without it: the
+    /// writer asks before each direct write, and a lock is two locked instructions.
+    drained: AtomicBool,
+    full: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -52,11 +57,24 @@ impl Budget {
             room: Condvar::new(),
             high_watermark: high_watermark.max(1),
             overflow,
+            drained: AtomicBool::new(true),
+            full: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publish what `state` (just changed, still locked) means for `is_drained` and
+    /// `is_full`.
+    fn publish(&self, state: &State) {
+        self.drained
+            .store(state.pending == 0 && !state.closed, Ordering::Release);
+        self.full.store(
+            state.pending > self.high_watermark && !state.closed,
+            Ordering::Release,
+        );
     }
 
     /// Count `len` more bytes as pending, first waiting while more than the high watermark
@@ -80,27 +98,31 @@ impl Budget {
             Placement::Memory
         };
         state.pending = state.pending.saturating_add(len);
+        self.publish(&state);
         Some(placement)
     }
 
     /// True when a `reserve` now would wait (rule 1). Only the writer adds pending bytes, so
-    /// for the writer a false answer stays true until its next `reserve`.
+    /// for the writer a false answer stays false until its next `reserve` (the connection
+    /// only takes bytes away or closes); a true one may be a moment old, which costs at
+    /// most a GIL release not needed.
     pub(crate) fn is_full(&self) -> bool {
-        let state = self.lock();
-        state.pending > self.high_watermark && !state.closed
+        self.full.load(Ordering::Acquire)
     }
 
     /// True when every byte handed over has been written (and the connection still waits
-    /// for more): the writer may then write to the socket itself, in order.
+    /// for more): the writer may then write to the socket itself, in order. Only the writer
+    /// adds pending bytes, so a true answer stays true until its next `reserve` unless the
+    /// connection closes, which it may do at any moment, read under the lock or not.
     pub(crate) fn is_drained(&self) -> bool {
-        let state = self.lock();
-        state.pending == 0 && !state.closed
+        self.drained.load(Ordering::Acquire)
     }
 
     /// `len` pending bytes were written (or dropped).
     pub(crate) fn release(&self, len: usize) {
         let mut state = self.lock();
         state.pending = state.pending.saturating_sub(len);
+        self.publish(&state);
         if state.pending <= self.high_watermark && state.waiting > 0 {
             self.room.notify_all();
         }
@@ -110,6 +132,7 @@ impl Budget {
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
+        self.publish(&state);
         if state.waiting > 0 {
             self.room.notify_all();
         }
