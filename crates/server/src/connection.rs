@@ -29,7 +29,7 @@ use waitress_http::request::RequestHead;
 use waitress_http::ProtoError;
 
 use crate::handler::{
-    io_slices, ClientGone, Piece, Reply, Request, RequestBody, Responder, Wire, FEW_PARTS,
+    io_slices, ClientGone, Line, Piece, Reply, Request, RequestBody, Responder, Wire, FEW_PARTS,
 };
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::stop::{Stage, StopWatch};
@@ -466,7 +466,7 @@ struct Session<'a, S> {
     out: Vec<u8>,
     date: DateCache,
     /// The reply channel, kept between requests (`respond`).
-    replies: Option<(mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>)>,
+    replies: Option<(Arc<Line>, mpsc::UnboundedReceiver<Reply>)>,
     /// The last request's output budget, reused by the next request when nothing else
     /// still holds it (`hand_over`).
     budget: Option<Arc<Budget>>,
@@ -755,7 +755,6 @@ impl<S: Transport> Session<'_, S> {
     async fn wait_reply(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
-        gone: &ClientGone,
     ) -> Option<Option<Reply>> {
         let config = &self.shared.config;
         let watch = config.channel_request_lookahead > 0
@@ -773,10 +772,10 @@ impl<S: Transport> Session<'_, S> {
                 match read {
                     Ok(Some(n)) if n > 0 => {}
                     Ok(None) => {}
-                    Ok(Some(_)) => gone.set(),
+                    Ok(Some(_)) => self.gone.set(),
                     Err(_) => {
                         self.conn.receive_eof();
-                        gone.set();
+                        self.gone.set();
                     }
                 }
                 None
@@ -784,14 +783,9 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 
-    /// Hand the request to the application: the channel its replies come on, its output
-    /// budget, and the connection's client-gone flag.
-    fn hand_over(
-        &mut self,
-        tx: &mpsc::UnboundedSender<Reply>,
-        head: RequestHead,
-        body: RequestBody,
-    ) -> (Arc<Budget>, Arc<ClientGone>) {
+    /// Hand the request to the application, answering on the connection's `line`; returns
+    /// the request's output budget.
+    fn hand_over(&mut self, line: &Arc<Line>, head: RequestHead, body: RequestBody) -> Arc<Budget> {
         let config = &self.shared.config;
         let budget = renewed(
             &mut self.budget,
@@ -810,27 +804,27 @@ impl<S: Transport> Session<'_, S> {
         };
         self.shared.handler.handle(
             request,
-            Responder::new(
-                tx.clone(),
-                Arc::clone(&budget),
-                Arc::clone(&self.gone),
-                self.shared.stop.clone(),
-                Arc::clone(&self.stream) as Arc<dyn Wire>,
-            ),
+            Responder::new(Arc::clone(line), Arc::clone(&budget)),
         );
-        (budget, Arc::clone(&self.gone))
+        budget
     }
 
     /// Hand the request to the application and write its response. Returns keep-alive.
     async fn respond(&mut self, head: RequestHead, body: RequestBody) -> io::Result<bool> {
-        // One reply channel per connection, reused by each request (a response that ends
-        // leaves it empty): no channel allocated per request.
-        let (tx, mut rx) = self.replies.take().unwrap_or_else(mpsc::unbounded_channel);
+        // One reply channel (and line) per connection, reused by each request (a response
+        // that ends leaves it empty): nothing allocated per request.
+        let (line, mut rx) = self.replies.take().unwrap_or_else(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let wire = Arc::clone(&self.stream) as Arc<dyn Wire>;
+            let gone = Arc::clone(&self.gone);
+            let line = Line::new(tx, wire, gone, self.shared.stop.clone());
+            (Arc::new(line), rx)
+        });
         // While a worker drives the I/O, requests are handed over one at a time (crew.rs).
         self.shared.crew.turn().await;
-        let keep_alive = self.respond_on(&tx, &mut rx, head, body).await;
+        let keep_alive = self.respond_on(&line, &mut rx, head, body).await;
         if matches!(keep_alive, Ok(true)) {
-            self.replies = Some((tx, rx));
+            self.replies = Some((line, rx));
         }
         keep_alive
     }
@@ -838,21 +832,21 @@ impl<S: Transport> Session<'_, S> {
     /// `respond` with the connection's reply channel.
     async fn respond_on(
         &mut self,
-        tx: &mpsc::UnboundedSender<Reply>,
+        line: &Arc<Line>,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
         head: RequestHead,
         body: RequestBody,
     ) -> io::Result<bool> {
-        let (budget, gone) = self.hand_over(tx, head, body);
         // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
-        let _close = CloseOnDrop(Arc::clone(&budget));
+        let close = CloseOnDrop(self.hand_over(line, head, body));
+        let budget = &close.0;
         let mut started = false;
         // A reply taken while batching pieces, handled next.
         let mut next: Option<Reply> = None;
         loop {
             let reply = match next.take() {
                 Some(reply) => Some(reply),
-                None => match self.wait_reply(rx, &gone).await {
+                None => match self.wait_reply(rx).await {
                     Some(reply) => reply,
                     None => continue,
                 },
@@ -901,7 +895,7 @@ impl<S: Transport> Session<'_, S> {
                 Some(Reply::EndRaw { last, keep_alive }) => {
                     let ended = self.end_raw(&last, keep_alive).await;
                     if ended.is_err() {
-                        gone.set();
+                        self.gone.set();
                     }
                     return ended;
                 }
@@ -931,7 +925,7 @@ impl<S: Transport> Session<'_, S> {
                 None => return Ok(false),
             };
             if let Err(err) = written {
-                gone.set();
+                self.gone.set();
                 return Err(err);
             }
         }

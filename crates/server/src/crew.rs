@@ -558,7 +558,7 @@ mod tests {
     use waitress_http::Limits;
 
     use super::*;
-    use crate::handler::{Reply, RequestBody, Wire};
+    use crate::handler::{Line, Reply, RequestBody, Wire};
     use crate::outbuf::Budget;
     use crate::{Peer, StopHandle};
 
@@ -585,13 +585,8 @@ mod tests {
             .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let gone = Arc::new(ClientGone::default());
-        let responder = Responder::new(
-            tx,
-            Arc::new(Budget::new(1 << 20, 1 << 19)),
-            Arc::clone(&gone),
-            StopHandle::new(),
-            Arc::new(NoWire),
-        );
+        let line = Line::new(tx, Arc::new(NoWire), Arc::clone(&gone), StopHandle::new());
+        let responder = Responder::new(Arc::new(line), Arc::new(Budget::new(1 << 20, 1 << 19)));
         let request = Request {
             head,
             body: RequestBody::Memory(Vec::new()),

@@ -241,65 +241,89 @@ pub enum RespondError {
     OutOfOrder,
 }
 
+/// What every response on one connection shares with it: the reply channel, the socket,
+/// whether the client is gone and the server's stop. One per connection, so a request's
+/// responder takes one reference to it, not one to each (a locked instruction apiece).
+#[derive(Debug)]
+pub(crate) struct Line {
+    tx: mpsc::UnboundedSender<Reply>,
+    wire: Arc<dyn Wire>,
+    gone: Arc<ClientGone>,
+    stop: StopHandle,
+}
+
+impl Line {
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<Reply>,
+        wire: Arc<dyn Wire>,
+        gone: Arc<ClientGone>,
+        stop: StopHandle,
+    ) -> Self {
+        Self {
+            tx,
+            wire,
+            gone,
+            stop,
+        }
+    }
+}
+
 /// Sends one response back to its connection, from a worker thread (module rules 3, 4).
 #[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one response, each read on its own"
+)]
 pub struct Responder {
-    tx: Option<mpsc::UnboundedSender<Reply>>,
-    /// The socket, while this responder may write to it directly (rule 5).
-    wire: Option<Arc<dyn Wire>>,
+    line: Arc<Line>,
+    /// False once the response ended (or the client is gone): nothing more is sent.
+    open: bool,
+    /// True while this responder may write to the socket directly (rule 5).
+    direct: bool,
     /// True once this responder wrote bytes to the socket itself.
     sent_direct: bool,
     budget: Arc<Budget>,
     spill: Spill,
     started: bool,
-    gone: Arc<ClientGone>,
-    stop: StopHandle,
 }
 
 impl Responder {
-    pub(crate) fn new(
-        tx: mpsc::UnboundedSender<Reply>,
-        budget: Arc<Budget>,
-        gone: Arc<ClientGone>,
-        stop: StopHandle,
-        wire: Arc<dyn Wire>,
-    ) -> Self {
+    pub(crate) fn new(line: Arc<Line>, budget: Arc<Budget>) -> Self {
         Self {
-            tx: Some(tx),
-            wire: Some(wire),
+            line,
+            open: true,
+            direct: true,
             sent_direct: false,
             budget,
             spill: Spill::default(),
             started: false,
-            gone,
-            stop,
         }
     }
 
     /// True once the server is stopping: a response not yet started should close the
     /// connection (SPEC D7).
     pub fn is_stopping(&self) -> bool {
-        self.stop.is_stopping()
+        self.line.stop.is_stopping()
     }
 
     fn gone(&mut self) -> Result<(), RespondError> {
-        if let Some(tx) = self.tx.take() {
+        if std::mem::replace(&mut self.open, false) {
             // The connection is told, not left waiting: its reply channel outlives this
             // response (it is reused for the next), so no closed channel would tell it.
-            let _ = tx.send(Reply::Abort {
+            let _ = self.line.tx.send(Reply::Abort {
                 detail: "Client disconnected".to_owned(),
                 sent: true,
             });
         }
-        self.gone.set();
+        self.line.gone.set();
         Err(RespondError::Disconnected)
     }
 
     fn send(&mut self, reply: Reply) -> Result<(), RespondError> {
-        let Some(tx) = &self.tx else {
+        if !self.open {
             return Err(RespondError::Disconnected);
-        };
-        if tx.send(reply).is_err() {
+        }
+        if self.line.tx.send(reply).is_err() {
             return self.gone();
         }
         Ok(())
@@ -318,10 +342,7 @@ impl Responder {
         total: usize,
         min: usize,
     ) -> Result<usize, RespondError> {
-        let Some(wire) = self.wire.clone() else {
-            return Ok(0);
-        };
-        if total < min || total == 0 || !self.budget.is_drained() {
+        if !self.direct || total < min || total == 0 || !self.budget.is_drained() {
             return Ok(0);
         }
         // Described on the stack: no allocation for a response's few parts.
@@ -330,21 +351,28 @@ impl Responder {
         let mut rest = io_slices(parts, &mut few, &mut many);
         std::io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
         let mut done = 0;
+        let mut failed = false;
         while done < total && !rest.is_empty() {
-            match wire.try_send(rest) {
+            match self.line.wire.try_send(rest) {
                 Ok(0) => break,
                 Ok(n) => {
                     done += n;
                     std::io::IoSlice::advance_slices(&mut rest, n);
-                    self.sent_direct = true;
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.wire = None;
-                    self.gone()?;
+                    failed = true;
+                    break;
                 }
             }
+        }
+        if done > 0 {
+            self.sent_direct = true;
+        }
+        if failed {
+            self.direct = false;
+            self.gone()?;
         }
         Ok(done)
     }
@@ -352,7 +380,7 @@ impl Responder {
     /// Hand over output bytes: caller-framed ones are first offered to the socket (rule 5),
     /// the rest counted against the connection's budget (rule 3).
     fn send_bytes(&mut self, raw: bool, mut data: Vec<u8>) -> Result<(), RespondError> {
-        if self.tx.is_none() {
+        if !self.open {
             return Err(RespondError::Disconnected);
         }
         if raw {
@@ -438,7 +466,7 @@ impl Responder {
             return Err(RespondError::OutOfOrder);
         }
         let result = self.send(Reply::End);
-        self.tx = None;
+        self.open = false;
         result
     }
 
@@ -460,7 +488,7 @@ impl Responder {
             return Ok(());
         }
         self.started = true;
-        if self.tx.is_none() {
+        if !self.open {
             return Err(RespondError::Disconnected);
         }
         let done = self.write_direct(parts, total)?;
@@ -481,7 +509,7 @@ impl Responder {
         after_lent: &[u8],
     ) -> Result<Option<Lent>, RespondError> {
         self.started = true;
-        if self.tx.is_none() {
+        if !self.open {
             return Err(RespondError::Disconnected);
         }
         let body_len = (*lent).as_ref().len();
@@ -532,7 +560,7 @@ impl Responder {
         }
         self.started = true;
         // The file is sent by the connection task; nothing may overtake it (rule 5).
-        self.wire = None;
+        self.direct = false;
         self.send(Reply::File { file, offset, len })
     }
 
@@ -557,18 +585,18 @@ impl Responder {
         now: bool,
     ) -> Result<Ended, RespondError> {
         self.started = true;
-        if self.tx.is_none() {
+        if !self.open {
             return Err(RespondError::Disconnected);
         }
         let mut last = last;
         let min = if now { 0 } else { DIRECT_MIN };
         let done = self.write_direct_from(&[&last], last.len(), min)?;
         last.drain(..done);
-        let Some(tx) = self.tx.take() else {
+        if !std::mem::replace(&mut self.open, false) {
             return Err(RespondError::Disconnected);
-        };
+        }
         Ok(Ended {
-            tx,
+            responder: self,
             reply: Some(Reply::EndRaw { last, keep_alive }),
         })
     }
@@ -580,14 +608,14 @@ impl Responder {
             detail: detail.to_owned(),
             sent,
         });
-        self.tx = None;
+        self.open = false;
     }
 
     /// True when handing over `len` bytes now may take time: the write must wait for the
     /// connection to catch up (rule 3), or it is written to the socket here (rule 5). The
     /// Python crate releases the GIL around such writes and keeps it for the others.
     pub fn may_block(&self, len: usize) -> bool {
-        self.budget.is_full() || (self.wire.is_some() && len >= DIRECT_MIN)
+        self.budget.is_full() || (self.direct && len >= DIRECT_MIN)
     }
 
     /// True once the head has been handed to the connection.
@@ -597,15 +625,15 @@ impl Responder {
 
     /// True once the server knows the client is gone.
     pub fn is_disconnected(&self) -> bool {
-        self.gone.is_set()
+        self.line.gone.is_set()
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if std::mem::replace(&mut self.open, false) {
             // Rule 4: never leave the connection waiting for a response that will not come.
-            let _ = tx.send(Reply::Abort {
+            let _ = self.line.tx.send(Reply::Abort {
                 detail: "The application did not finish its response".to_owned(),
                 sent: self.sent_direct,
             });
@@ -619,7 +647,8 @@ impl Drop for Responder {
 /// write): a crew keeps an end for whoever next drives the runtime when nobody does.
 #[derive(Debug)]
 pub struct Ended {
-    tx: mpsc::UnboundedSender<Reply>,
+    /// The responder that ended (closed: its own drop sends nothing), kept for its line.
+    responder: Responder,
     reply: Option<Reply>,
 }
 
@@ -633,7 +662,7 @@ impl Ended {
 impl Drop for Ended {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            let _ = self.tx.send(reply);
+            let _ = self.responder.line.tx.send(reply);
         }
     }
 }
@@ -694,13 +723,13 @@ mod tests {
             taken: Mutex::default(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut responder = Responder::new(
+        let line = Line::new(
             tx,
-            Arc::new(Budget::new(1 << 20, 1 << 19)),
+            Arc::clone(&wire) as Arc<dyn Wire>,
             Arc::new(ClientGone::default()),
             StopHandle::new(),
-            Arc::clone(&wire) as Arc<dyn Wire>,
         );
+        let mut responder = Responder::new(Arc::new(line), Arc::new(Budget::new(1 << 20, 1 << 19)));
         let parts = parts();
         let borrowed: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         responder.write_raw_parts(&borrowed).unwrap();
