@@ -14,7 +14,6 @@
 use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::Instant;
 use waitress_http::conn::{Conn, Event};
 use waitress_http::encode::DateCache;
 use waitress_http::request::RequestHead;
@@ -33,6 +32,7 @@ use crate::handler::{
 };
 use crate::outbuf::{Budget, CloseOnDrop, Spilled};
 use crate::stop::{Stage, StopWatch};
+use crate::timer::ReadTimer;
 use crate::{Level, Peer, Shared};
 
 /// Bytes read per socket read while a request runs (lookahead, SPEC §3.7).
@@ -344,7 +344,7 @@ async fn run<S: Transport>(
         replies: None,
         budget: None,
         gone: Arc::default(),
-        timer: Box::pin(sleep_until(Instant::now() + shared.config.channel_timeout)),
+        timer: ReadTimer::new(Instant::now() + shared.config.channel_timeout),
         stop: shared.stop.watch(),
     };
     let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
@@ -475,7 +475,7 @@ struct Session<'a, S> {
     gone: Arc<ClientGone>,
     /// The connection's one read timer, moved only when a wait needs an earlier deadline
     /// (`read_until`): a request costs no timer registration (and no driver wake-up).
-    timer: Pin<Box<Sleep>>,
+    timer: ReadTimer,
     /// The connection's registration for a stop (stop.rs rule 2).
     stop: StopWatch,
 }
@@ -514,7 +514,7 @@ impl<S: Transport> Session<'_, S> {
         // The timer is moved only to an earlier deadline; one left at an earlier deadline
         // than this wait's fires early and is then moved on (deadlines move forward).
         if self.timer.deadline() > deadline {
-            self.timer.as_mut().reset(deadline);
+            self.timer.reset(deadline);
         }
         loop {
             let stream = &self.stream;
@@ -523,7 +523,7 @@ impl<S: Transport> Session<'_, S> {
                 tokio::select! {
                     biased;
                     result = stream.wait_readable() => result.map(|()| None),
-                    () = timer.as_mut() => Ok(Some(Wait::TimedOut)),
+                    () = timer.wait() => Ok(Some(Wait::TimedOut)),
                 }
             };
             let waited = if watch_stop {
@@ -536,7 +536,7 @@ impl<S: Transport> Session<'_, S> {
             };
             match waited {
                 Some(Wait::TimedOut) if Instant::now() < deadline => {
-                    self.timer.as_mut().reset(deadline);
+                    self.timer.reset(deadline);
                     continue;
                 }
                 Some(waited) => return Ok(waited),

@@ -15,6 +15,7 @@ mod crew;
 pub mod handler;
 mod outbuf;
 mod stop;
+mod timer;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

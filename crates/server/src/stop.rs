@@ -142,6 +142,14 @@ pub(crate) struct StopWatch {
     kept: [AtomicUsize; 2],
 }
 
+/// What `Waker::will_wake` compares, as numbers: a task's wakers all have the same.
+pub(crate) fn waker_id(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
+}
+
 impl StopWatch {
     /// Until the stop reaches `stage`: the calling task's waker is kept (replaced only
     /// when it is another task's), and a stop wakes it.
@@ -151,11 +159,7 @@ impl StopWatch {
                 return Poll::Ready(());
             }
             let waker = cx.waker();
-            // What `Waker::will_wake` compares.
-            let id = [
-                waker.data() as usize,
-                std::ptr::from_ref(waker.vtable()) as usize,
-            ];
+            let id = waker_id(waker);
             if self
                 .kept
                 .iter()
