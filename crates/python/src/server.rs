@@ -231,13 +231,21 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
         // This worker's `Call` object, reused while no application keeps one (`serve`).
         let mut spare: wsgi::Spare = None;
         loop {
-            // The response just run is ended as this worker turns to the next, without the
-            // GIL: a simple request costs one release and one acquire of it. A large last
+            // The response just run is ended as this worker turns to the next. A large last
             // piece, or any last piece when another request runs first, is written to the
             // socket there; the crew tells the connection inside the runtime (no driver
-            // wake-up), or keeps the end for the next to lead (crew.rs rule 2).
+            // wake-up), or keeps the end for the next to lead (crew.rs rule 2). Waiting for
+            // a request, or for the lead, is done without the GIL.
             let ending = ended.take();
-            let next = py.detach(|| crew.next_after(|now| end(ending, now)));
+            let finish = |now| end(ending, now);
+            // A request already queued (a burst's next) is taken with the GIL kept: the end
+            // made on the way never blocks (a write the socket takes at once, or hands
+            // over), and a release and an acquire of the GIL cost ~400 instructions and six
+            // locked ones (docs/benchmarks.md, Session 12).
+            let next = match crew.take_queued(finish) {
+                Ok(job) => Some(job),
+                Err(finish) => py.detach(|| crew.next_after(finish)),
+            };
             let Some((request, responder)) = next else {
                 return;
             };

@@ -218,6 +218,25 @@ impl Crew {
         }
     }
 
+    /// The first queued request, taken without waiting, with `first` run on the way as
+    /// `next_after` runs it then; `first` is given back when nothing is queued, for
+    /// `next_after`. A worker that holds the GIL takes a burst's next request this way
+    /// without letting the GIL go and taking it again (it needs it for the request anyway):
+    /// `first` then runs with the GIL held, so it must not block.
+    pub fn take_queued<F>(&self, first: F) -> Result<Job, F>
+    where
+        F: FnOnce(bool) -> Option<Ended>,
+    {
+        let mut state = self.lock();
+        match state.queue.pop_front() {
+            Some((_, job)) => {
+                self.end_then_take(state, first);
+                Ok(job)
+            }
+            None => Err(first),
+        }
+    }
+
     /// A worker's next request: the first queued, or the first one found while leading.
     /// Blocks; None once the crew is closed and nothing is queued.
     pub fn next(&self) -> Option<Job> {
@@ -772,6 +791,34 @@ mod tests {
         assert!(matches!(reply, Reply::EndRaw { ref last, keep_alive: true } if last == b"ok"));
         assert!(crew.lock().ended.is_empty());
         assert_eq!(crew.lock().lead, Lead::Standby);
+        end(&crew, standby);
+    }
+
+    /// A worker that holds the GIL takes a queued request without waiting, ending its
+    /// last response on the way (told another request runs first, as `next_after` tells
+    /// it); with nothing queued it gets the ending back, not run, to wait in `next_after`.
+    #[test]
+    fn rule_2_a_queued_request_is_taken_without_waiting_and_the_last_response_ended_first() {
+        let (crew, _runtime, standby) = crew();
+        let mut ran = Vec::new();
+        let back = crew.take_queued(|now| {
+            ran.push(now);
+            None
+        });
+        assert!(back.is_err(), "nothing was queued");
+        drop(back);
+        assert!(ran.is_empty(), "the ending ran with no request to take");
+        assert_eq!(crew.push(job(3)), Pushed::Queued);
+        let taken = crew.take_queued(|now| {
+            ran.push(now);
+            None
+        });
+        let Ok((request, _responder)) = taken else {
+            panic!("the queued request was not taken");
+        };
+        assert_eq!(request.listener, 3);
+        assert_eq!(ran, [true]);
+        assert!(crew.lock().queue.is_empty());
         end(&crew, standby);
     }
 
