@@ -2,7 +2,7 @@
 Sessions 8 and 9): the count a burst of ready connections really costs, which a
 one-connection profile (tools/hello_profile.py) does not see.
 
-    python tools/hello_load_profile.py SERVER [CONNECTIONS] [REQUESTS] [--browser]
+    python tools/hello_load_profile.py SERVER [CONNECTIONS] [REQUESTS] [--browser] [--locks]
 
 SERVER is a Python with waitress installed (e.g. bench/.venvs/waitress-rs/bin/python, a
 release build: `make bench-setup`) serving bench/apps.py's hello with threads=4, or the path
@@ -10,10 +10,15 @@ of crates/server's `hello_server` example (the same I/O with a Rust handler). Th
 under valgrind; a selector client keeps CONNECTIONS keep-alive requests in flight, the
 counters are zeroed after a warm-up and dumped after REQUESTS more. `--browser` sends ten
 header fields a browser sends instead of `Host` alone. Prints instructions per request.
+`--locks` also counts the locked (atomic read-modify-write) instructions a request runs and
+the functions that run them (docs/benchmarks.md, Session 12): callgrind counts one such
+instruction as one, but each costs ~20 cycles, so they are most of the gap between
+instruction counts and measured CPU.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import selectors
@@ -72,8 +77,78 @@ def load(request: bytes, connections: int, count: int) -> None:
         sock.close()
 
 
+def executed(dump: Path) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], str]]:
+    """Instructions executed at each (object, address) of a `--dump-instr=yes` callgrind
+    dump, and the function each address is in (self cost only: call lines skipped)."""
+    names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
+    counts: dict[tuple[str, int], int] = collections.Counter()
+    function: dict[tuple[str, int], str] = {}
+    obj = fn = ""
+    address = 0
+    after_call = False
+    for line in dump.read_text(errors="replace").splitlines():
+        named = re.match(r"(c?ob|c?fn|c?fi|c?fe|fl)=\((\d+)\)(?: (.*))?", line)
+        if named:
+            kind, ident, name = named.groups()
+            table = (
+                names["ob"] if kind.endswith("ob") else names["fn"] if kind.endswith("fn") else None
+            )
+            if table is not None and name:
+                table[ident] = name
+            if kind == "ob":
+                obj = names["ob"].get(ident, "")
+            elif kind == "fn":
+                fn = names["fn"].get(ident, "")
+            continue
+        if line.startswith("calls="):
+            after_call = True
+            continue
+        if not line or line[0] not in "0123456789+-*":
+            continue
+        fields = line.split()
+        position = fields[0]
+        if position.startswith(("+", "-")):
+            step = int(position[1:], 0)
+            address += step if position[0] == "+" else -step
+        elif position != "*":
+            address = int(position, 0)
+        if after_call:
+            after_call = False
+            continue
+        if len(fields) >= 3:
+            counts[(obj, address)] += int(fields[2])
+            function[(obj, address)] = fn
+    return counts, function
+
+
+def locked(dump: Path, requests: int) -> None:
+    """Print the locked instructions a request ran, in all and by function."""
+    counts, function = executed(dump)
+    by_function: collections.Counter[str] = collections.Counter()
+    for obj in {obj for obj, _ in counts if obj.startswith("/")}:
+        listing = subprocess.run(
+            ["objdump", "-d", "--no-show-raw-insn", obj],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for line in listing.splitlines():
+            # `lock`-prefixed instructions, and `xchg` with memory (locked implicitly).
+            found = re.match(r"\s*([0-9a-f]+):\s+(lock |xchg\s+\S*\()", line)
+            if found:
+                at = (obj, int(found.group(1), 16))
+                if counts.get(at):
+                    label = f"{function[at][:90]} [{Path(obj).name.split('.')[0]}]"
+                    by_function[label] += counts[at]
+    total = sum(by_function.values())
+    print(f"{total / requests:.1f} locked instructions per request")
+    for label, count in by_function.most_common(25):
+        print(f"  {count / requests:5.2f}  {label}")
+
+
 def main() -> None:
-    args = [arg for arg in sys.argv[1:] if arg != "--browser"]
+    locks = "--locks" in sys.argv
+    args = [arg for arg in sys.argv[1:] if arg not in ("--browser", "--locks")]
     if not args:
         raise SystemExit(__doc__)
     # Absolute (the server runs in bench/), but not resolved: a venv's python is a symlink.
@@ -88,7 +163,13 @@ def main() -> None:
         argv = [server, "-m", "waitress", f"--listen=127.0.0.1:{PORT}", "--threads=4"]
         argv.append("apps:hello")
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            *(["--dump-instr=yes"] if locks else []),
+            *argv,
+        ],
         cwd=ROOT / "bench",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,6 +210,8 @@ def main() -> None:
         f"({connections} connections, {count} requests)",
     )
     print(f"callgrind data: {dump}")
+    if locks:
+        locked(dump, count)
 
 
 if __name__ == "__main__":
