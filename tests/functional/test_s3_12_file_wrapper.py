@@ -107,6 +107,26 @@ def test_connection_kept_alive_across_two_file_responses(running: Running, data_
     assert second.body == data_file.read_bytes()
 
 
+def test_a_file_response_is_not_held_back_by_the_cork(running: Running, data_file: Path) -> None:
+    """The socket is corked while a file goes out (whole segments, as nginx's tcp_nopush)
+    and uncorked when it is sent: a corked socket would keep a short response's last
+    segment for 200 ms. Each of five small file responses on one connection arrives well
+    inside that."""
+    path = quote(str(data_file))
+    with running.connect() as sock:
+        sock.settimeout(5)
+        for _ in range(5):
+            started = time.monotonic()
+            sock.sendall(f"GET /?path={path}&cl=1001 HTTP/1.1\r\n\r\n".encode())
+            received = b""
+            while not received.endswith(data_file.read_bytes()[:1001]):
+                chunk = sock.recv(65536)
+                assert chunk, "the connection closed"
+                received += chunk
+            elapsed = time.monotonic() - started
+            assert elapsed < 0.15, f"a 1,001-byte file response took {elapsed * 1000:.0f} ms"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
