@@ -222,6 +222,17 @@ struct Counters {
     busy: Arc<AtomicUsize>,
 }
 
+impl Counters {
+    /// Count a worker in (`1`) or out (`-1`) of a request. Only workers holding the GIL
+    /// change `busy` (the token shows it), and the GIL orders them, so a load and a store
+    /// do what a locked add would; the readers, without the GIL, want only a recent value.
+    fn busy_by(&self, _py: Python<'_>, step: isize) {
+        let now = self.busy.load(Ordering::Acquire);
+        self.busy
+            .store(now.saturating_add_signed(step), Ordering::Release);
+    }
+}
+
 fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counters) {
     // Attached for the thread's whole life and detached while waiting or driving the I/O
     // (`Crew::next_after`): one thread state per worker, not one created and destroyed per
@@ -249,11 +260,11 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
             let Some((request, responder)) = next else {
                 return;
             };
-            counters.busy.fetch_add(1, Ordering::AcqRel);
+            counters.busy_by(py, 1);
             counters.queued.fetch_sub(1, Ordering::AcqRel);
             let Some(site) = sites.get(request.listener).or_else(|| sites.first()) else {
                 responder.abort("no application for this listener");
-                counters.busy.fetch_sub(1, Ordering::AcqRel);
+                counters.busy_by(py, -1);
                 continue;
             };
             ended = wsgi::serve(py, site, helpers, request, responder, &mut spare).unwrap_or_else(
@@ -264,7 +275,7 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
             );
             // Idle before the response completes: the client's next request must not find
             // this worker counted busy (a false "Task queue depth" warning).
-            counters.busy.fetch_sub(1, Ordering::AcqRel);
+            counters.busy_by(py, -1);
         }
     });
 }

@@ -873,9 +873,10 @@ impl<S: Transport> Session<'_, S> {
         head: RequestHead,
         body: RequestBody,
     ) -> io::Result<bool> {
-        // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3).
-        let close = CloseOnDrop(self.hand_over(line, head, body));
-        let budget = &close.0;
+        // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3), unless
+        // the response's own last reply ended it: its writer is gone then.
+        let close = CloseOnDrop::new(self.hand_over(line, head, body));
+        let budget = close.budget();
         let mut started = false;
         // A reply taken while batching pieces, handled next.
         let mut next: Option<Reply> = None;
@@ -929,6 +930,7 @@ impl<S: Transport> Session<'_, S> {
                     self.write_file(&file, offset, len).await
                 }
                 Some(Reply::EndRaw { last, keep_alive }) => {
+                    close.writer_done();
                     let ended = self.end_raw(&last, keep_alive).await;
                     if ended.is_err() {
                         self.gone.set();
@@ -936,6 +938,7 @@ impl<S: Transport> Session<'_, S> {
                     return ended;
                 }
                 Some(Reply::End) => {
+                    close.writer_done();
                     let end = self.conn.end_response(&mut self.out);
                     if end.short_by > 0 {
                         self.shared.log.log(Level::Warning, format!("application returned too few bytes ({}) for specified Content-Length", end.short_by));
@@ -944,6 +947,7 @@ impl<S: Transport> Session<'_, S> {
                     return Ok(end.keep_alive);
                 }
                 Some(Reply::Abort { detail, sent }) => {
+                    close.writer_done();
                     if !started && !sent {
                         let today = self.date.now().to_vec();
                         let ident = self.ident().map(str::to_owned);

@@ -149,13 +149,38 @@ impl Budget {
 }
 
 /// Closes the budget when the connection stops waiting for the response, however it stops
-/// (rule 3).
+/// (rule 3), unless the writer said it is done (`writer_done`): a response that ended by
+/// its own last reply has no writer left to wake or refuse, and the close would cost a
+/// lock (two locked instructions) per request.
 #[derive(Debug)]
-pub(crate) struct CloseOnDrop(pub(crate) Arc<Budget>);
+pub(crate) struct CloseOnDrop {
+    budget: Arc<Budget>,
+    needed: std::cell::Cell<bool>,
+}
+
+impl CloseOnDrop {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        Self {
+            budget,
+            needed: std::cell::Cell::new(true),
+        }
+    }
+
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// The writer ended the response (its last reply came): it writes no more.
+    pub(crate) fn writer_done(&self) {
+        self.needed.set(false);
+    }
+}
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.close();
+        if self.needed.get() {
+            self.budget.close();
+        }
     }
 }
 
@@ -384,9 +409,20 @@ mod tests {
             let budget = Arc::clone(&budget);
             std::thread::spawn(move || budget.reserve(1))
         };
-        drop(CloseOnDrop(Arc::clone(&budget)));
+        drop(CloseOnDrop::new(Arc::clone(&budget)));
         assert_eq!(writer.join().ok().flatten(), None);
         assert_eq!(budget.reserve(1), None);
+    }
+
+    /// A response ended by its writer's last reply leaves its budget as it was: no writer is
+    /// left to wake or refuse, so the close (a lock) is skipped.
+    #[test]
+    fn rule_3_a_budget_whose_writer_is_done_is_not_closed() {
+        let budget = Arc::new(Budget::new(1, 0));
+        let close = CloseOnDrop::new(Arc::clone(&budget));
+        close.writer_done();
+        drop(close);
+        assert_eq!(budget.reserve(1), Some(Placement::Memory));
     }
 
     #[test]
