@@ -134,7 +134,11 @@ macro_rules! sendfile_transport {
     ($stream:ty, $cork:expr) => {
         impl Wire for $stream {
             fn try_send(&self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
-                self.try_write_vectored(parts)
+                // The system call itself (rustix), not libc's wrapper: `writev` is a
+                // cancellation point there, which costs two locked instructions a call.
+                self.try_io(Interest::WRITABLE, || {
+                    rustix::io::writev(self, parts).map_err(io::Error::from)
+                })
             }
         }
 
@@ -151,7 +155,7 @@ macro_rules! sendfile_transport {
                 io::IoSlice::advance_slices(&mut rest, 0); // drops leading empty parts
                 while !rest.is_empty() {
                     std::future::poll_fn(|cx| self.poll_write_ready(cx)).await?;
-                    match self.try_write_vectored(rest) {
+                    match self.try_send(rest) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -207,7 +211,8 @@ macro_rules! sendfile_transport {
                 let room = buf.capacity() - buf.len();
                 let mut short = None;
                 let read = self.try_io(Interest::READABLE, || {
-                    let n = self.try_read_buf(buf)?;
+                    // As `try_send`: the system call, without libc's cancellation bookkeeping.
+                    let n = rustix::io::read(self, rustix::buffer::spare_capacity(buf))?;
                     if n > 0 && n < room {
                         short = Some(n);
                         return Err(io::ErrorKind::WouldBlock.into());
