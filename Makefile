@@ -119,6 +119,10 @@ bench-instructions: build ## callgrind instruction counts: parse (ours vs bare h
 		echo "worst-case $$kib KiB head in 512-byte pieces: $$(( (runs - base) / 20 )) instructions (linear in size: issue 6)"; \
 	done
 	python tools/hello_instructions.py 2000
+	@if [ -x $(BENCH_VENVS)/waitress-rs/bin/python ]; then \
+		echo "hello@16 on the release wheel in $(BENCH_VENVS) (make bench-setup rebuilds it):"; \
+		python3 tools/hello_load_profile.py $(BENCH_VENVS)/waitress-rs/bin/python 16 3000 --locks; \
+	else echo "hello@16 with locked instructions: run make bench-setup first (release wheel)"; fi
 
 # Debian packages the tests and benchmarks need, installed only when missing (root on CI).
 SYSDEPS_TEST := nginx haproxy slowhttptest wrk strace
