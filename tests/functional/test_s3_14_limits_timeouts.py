@@ -109,6 +109,54 @@ def test_channel_timeout_counts_from_the_last_request_not_the_first() -> None:
         server.stop()
 
 
+def _slow_hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answers a small response after `/sleep/<seconds>` seconds."""
+    path = environ["PATH_INFO"]
+    if path.startswith("/sleep/"):
+        time.sleep(float(path.rsplit("/", 1)[1]))
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_channel_timeout_counts_from_the_end_of_a_response_that_ended_quietly() -> None:
+    """SPEC D8 with docs/design.md's quiet ends: a small keep-alive response's end is
+    recorded, not sent, and the connection's task finds it when its idle timer fires. The
+    response runs past the timer's first deadline (1 s) and ends at 1.1 s; the task finds
+    the end at 2 s and must count the idle timeout from 1.1 s (close at 2.1 s), not from
+    when it found it (3 s) or from the request (at once)."""
+    server = Running(_slow_hello, channel_timeout=1)
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"GET /sleep/1.1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            waited = _seconds_until_closed(sock)
+        assert 0.7 < waited < 1.6, waited
+    finally:
+        server.stop()
+
+
+def test_a_request_sent_while_the_last_response_runs_is_answered_after_it() -> None:
+    """The next request's bytes arrive while the response runs (no lookahead): the task,
+    woken by them, stops watching for a quiet end, so the end is sent to it and the
+    request behind it is answered, in order, without waiting for any timeout."""
+    server = Running(_slow_hello, channel_timeout=30)
+    try:
+        with server.connect() as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /sleep/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+            sock.sendall(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while data.count(b"HTTP/1.1 200 OK") < 2:
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            assert time.monotonic() - started < 5
+            assert data.count(b"ok") == 2
+    finally:
+        server.stop()
+
+
 def test_soft_open_file_limit_is_raised_to_the_hard_limit(running: Running) -> None:
     import resource
 

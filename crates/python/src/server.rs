@@ -242,13 +242,13 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
         // This worker's `Call` object, reused while no application keeps one (`serve`).
         let mut spare: wsgi::Spare = None;
         loop {
-            // The response just run is ended as this worker turns to the next. A large last
-            // piece, or any last piece when another request runs first, is written to the
-            // socket there; the crew tells the connection inside the runtime (no driver
-            // wake-up), or keeps the end for the next to lead (crew.rs rule 2). Waiting for
-            // a request, or for the lead, is done without the GIL.
+            // The response just run is ended as this worker turns to the next: its last
+            // piece is written to the socket there (handler.rs rules 5 and 6); the crew tells
+            // the connection inside the runtime (no driver wake-up), or keeps the end for
+            // the next to lead (crew.rs rule 2), unless it ended quietly. Waiting for a
+            // request, or for the lead, is done without the GIL.
             let ending = ended.take();
-            let finish = |now| end(ending, now);
+            let finish = || end(ending);
             // A request already queued (a burst's next) is taken with the GIL kept: the end
             // made on the way never blocks (a write the socket takes at once, or hands
             // over), and a release and an acquire of the GIL cost ~400 instructions and six
@@ -282,11 +282,11 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
 
 /// End a response `wsgi::serve` ran: its end, for the crew to tell its connection
 /// (`Crew::next_after`), unless it failed (an abort is sent here).
-fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>, now: bool) -> Option<Ended> {
+fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) -> Option<Ended> {
     match ended? {
         (responder, wsgi::Ending::Finish { keep_alive, last }) => {
             // An error means the client is gone: nothing is left to tell.
-            responder.finish_raw_ended(last, keep_alive, now).ok()
+            responder.finish_raw_ended(last, keep_alive).ok()
         }
         (responder, wsgi::Ending::Abort(detail)) => {
             responder.abort(&detail);

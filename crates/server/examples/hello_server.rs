@@ -72,11 +72,11 @@ fn work(crew: &Crew) {
     // Each response ends as the next request is awaited (`Crew::next_after`): inside the
     // runtime when this worker leads, as the Python crate's workers end theirs.
     let mut ending: Option<(Responder, bool, bool)> = None;
-    while let Some((request, responder)) = crew.next_after(|now| {
+    while let Some((request, responder)) = crew.next_after(|| {
         let (responder, http11, close) = ending.take()?;
         // An error means the client is gone: nothing is left to do for this request.
         responder
-            .finish_raw_ended(response(http11, close), !close, now)
+            .finish_raw_ended(response(http11, close), !close)
             .ok()
     }) {
         let close = request.closing || !keeps_alive(&request.head);

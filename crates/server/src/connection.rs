@@ -370,6 +370,7 @@ async fn run<S: Transport>(
         gone: Arc::default(),
         timer: ReadTimer::new(Instant::now() + shared.config.channel_timeout),
         stop: shared.stop.watch(),
+        idle_since: None,
     };
     let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
     if let Err(err) = session.serve().await {
@@ -502,12 +503,24 @@ struct Session<'a, S> {
     timer: ReadTimer,
     /// The connection's registration for a stop (stop.rs rule 2).
     stop: StopWatch,
+    /// When the last response ended, if it ended quietly (handler.rs rule 6): the idle
+    /// timeout before the next request counts from there.
+    idle_since: Option<Instant>,
 }
 
 enum Wait {
     Read,
     TimedOut,
     Stopped,
+}
+
+/// What woke a task that watches for a quiet end (`wait_reply`).
+#[derive(Clone, Copy)]
+enum Quiet {
+    /// Socket input (or EOF) or a graceful stop.
+    Woken,
+    /// The idle timer.
+    Timer,
 }
 
 impl<S> Drop for Session<'_, S> {
@@ -613,7 +626,8 @@ impl<S: Transport> Session<'_, S> {
     /// Read one whole request. None: the connection is done (closed, timed out, refused).
     async fn read_request(&mut self) -> io::Result<Option<(RequestHead, RequestBody)>> {
         let config = &self.shared.config;
-        let idle_deadline = Instant::now() + config.channel_timeout;
+        let idle_deadline =
+            self.idle_since.take().unwrap_or_else(Instant::now) + config.channel_timeout;
         let mut head_deadline: Option<Instant> = None;
         let mut head: Option<RequestHead> = None;
         let mut spool = Spool::Memory(Vec::new());
@@ -678,10 +692,6 @@ impl<S: Transport> Session<'_, S> {
         }
     }
 
-    /// The next reply from the worker (`Some(None)`: none will come). `None` when the wait
-    /// ended on socket input instead: with `channel_request_lookahead` > 0 the connection
-    /// keeps reading while the application runs (SPEC §3.7, §3.13); those bytes are only
-    /// buffered, never parsed before the response ends, and an EOF marks the client gone.
     /// Encode the application's status and headers; an invalid head becomes a 500 instead
     /// (false).
     fn start_reply(
@@ -793,17 +803,37 @@ impl<S: Transport> Session<'_, S> {
         Ok(self.conn.end_raw_response(keep_alive))
     }
 
+    /// The next reply from the worker (`Some(None)`: none will come). `None` when the wait
+    /// ended otherwise, to wait again: with `channel_request_lookahead` > 0 the connection
+    /// keeps reading while the application runs (SPEC §3.7, §3.13); those bytes are only
+    /// buffered, never parsed before the response ends, and an EOF marks the client gone.
+    /// While `watching` (handler.rs rule 6) a quiet end comes as the `EndRaw` the worker
+    /// would have sent, and input, a stop or the idle timer wake the task to look for it.
     async fn wait_reply(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
+        line: &Line,
+        watching: &mut bool,
     ) -> Option<Option<Reply>> {
+        if *watching {
+            if let Some(ended_at) = line.quiet_end() {
+                return Some(Some(self.ended_quietly(ended_at)));
+            }
+        }
         let config = &self.shared.config;
         let watch = config.channel_request_lookahead > 0
             && !self.conn.is_peer_closed()
             && self.conn.buffered() < config.limits.max_request_header_size;
-        tokio::select! {
-            reply = rx.recv() => Some(reply),
-            () = self.stop.stopped(Stage::Now) => Some(None),
+        let quiet = *watching;
+        let woken = tokio::select! {
+            biased;
+            // Handler.rs rule 6: what wakes the task while the response may end quietly.
+            // An error shows again at the next read.
+            _ = self.stream.wait_readable(), if quiet => Quiet::Woken,
+            reply = rx.recv() => return Some(reply),
+            () = self.stop.stopped(Stage::Now) => return Some(None),
+            () = self.stop.stopped(Stage::Graceful), if quiet => Quiet::Woken,
+            () = self.timer.wait(), if quiet => Quiet::Timer,
             ready = self.stream.wait_readable(), if watch => {
                 let read = match ready {
                     Ok(()) => self.read_ready(LOOKAHEAD_READ),
@@ -819,8 +849,36 @@ impl<S: Transport> Session<'_, S> {
                         self.gone.set();
                     }
                 }
-                None
+                return None;
             }
+        };
+        // Input (or a stop) while the response runs: the task stops watching, so an end
+        // from now on comes through the channel. The idle timer: if the response has not
+        // ended, the timer waits another idle timeout. Either way, an end already recorded
+        // is taken, and the idle wait goes on from it.
+        let ended_at = match woken {
+            Quiet::Woken => line.stop_watching(),
+            Quiet::Timer => line.quiet_end(),
+        };
+        if let Some(ended_at) = ended_at {
+            return Some(Some(self.ended_quietly(ended_at)));
+        }
+        match woken {
+            Quiet::Woken => *watching = false,
+            Quiet::Timer => self
+                .timer
+                .reset(Instant::now() + self.shared.config.channel_timeout),
+        }
+        None
+    }
+
+    /// The response ended quietly at `ended_at` (handler.rs rule 6): its end, as the
+    /// worker would have sent it (nothing left to write, keep-alive).
+    fn ended_quietly(&mut self, ended_at: std::time::Instant) -> Reply {
+        self.idle_since = Some(Instant::from_std(ended_at));
+        Reply::EndRaw {
+            last: Vec::new(),
+            keep_alive: true,
         }
     }
 
@@ -880,6 +938,14 @@ impl<S: Transport> Session<'_, S> {
     ) -> io::Result<bool> {
         // However this ends, a worker blocked on the budget wakes (outbuf.rs rule 3), unless
         // the response's own last reply ended it: its writer is gone then.
+        // Handler.rs rule 6: a response may end quietly while the task watches the socket,
+        // which it does unless the client already sent more (or its EOF) or lookahead reads
+        // the socket anyway (then the end is always sent).
+        let mut watching = self.shared.config.channel_request_lookahead == 0
+            && !self.conn.is_peer_closed()
+            && self.conn.buffered() == 0;
+        // Set either way: a state left from the last response must not outlive it.
+        line.expect_quiet_end(watching);
         let close = CloseOnDrop::new(self.hand_over(line, head, body));
         let budget = close.budget();
         let mut started = false;
@@ -888,7 +954,7 @@ impl<S: Transport> Session<'_, S> {
         loop {
             let reply = match next.take() {
                 Some(reply) => Some(reply),
-                None => match self.wait_reply(rx).await {
+                None => match self.wait_reply(rx, line, &mut watching).await {
                     Some(reply) => reply,
                     None => continue,
                 },

@@ -14,8 +14,8 @@
 //!    connections, in order, and the leader lets as many through each time it comes back.
 //!    The leader runs what it was handed in turn (with the GIL, one thread at a time runs
 //!    Python anyway): a worker that finishes takes a queued request before it leads again,
-//!    and ends the response it ran on the way, telling the caller to write the answer
-//!    itself so it is not held until the runtime next runs. The connection is told of the
+//!    and ends the response it ran on the way (its worker wrote the answer itself:
+//!    handler.rs rule 5; a quiet end has nothing to tell, rule 6). The connection is told of the
 //!    end (`Ended`: its task woken) inside the runtime, where a wake costs no driver
 //!    wake-up (an eventfd write): with the lead vacant the end is **kept** for whoever
 //!    takes the lead next, who drives the runtime anyway (session 11: this replaced a
@@ -225,7 +225,7 @@ impl Crew {
     /// `first` then runs with the GIL held, so it must not block.
     pub fn take_queued<F>(&self, first: F) -> Result<Job, F>
     where
-        F: FnOnce(bool) -> Option<Ended>,
+        F: FnOnce() -> Option<Ended>,
     {
         let mut state = self.lock();
         match state.queue.pop_front() {
@@ -240,7 +240,7 @@ impl Crew {
     /// A worker's next request: the first queued, or the first one found while leading.
     /// Blocks; None once the crew is closed and nothing is queued.
     pub fn next(&self) -> Option<Job> {
-        self.next_after(|_| None)
+        self.next_after(|| None)
     }
 
     /// `next`, running `first` before it waits. `first` ends the response just run and
@@ -249,9 +249,7 @@ impl Crew {
     /// whoever takes it next, who drives the runtime anyway; only with another thread
     /// leading, here (its driver must wake for it). A wake from inside the runtime costs
     /// no driver wake-up (an eventfd write), and keeping the end costs no runtime entry.
-    /// `first` is told whether another request runs before this thread drives the I/O:
-    /// then it should write its answer to the socket itself.
-    pub fn next_after(&self, first: impl FnOnce(bool) -> Option<Ended>) -> Option<Job> {
+    pub fn next_after(&self, first: impl FnOnce() -> Option<Ended>) -> Option<Job> {
         let mut first = Some(first);
         let mut state = self.lock();
         loop {
@@ -265,7 +263,7 @@ impl Crew {
                 None if state.phase == Phase::Closed => {
                     drop(state);
                     if let Some(first) = first.take() {
-                        drop(first(true));
+                        drop(first());
                     }
                     return None;
                 }
@@ -286,7 +284,7 @@ impl Crew {
                 let job = runtime.block_on(async {
                     drop(ended);
                     if let Some(first) = first {
-                        drop(first(false));
+                        drop(first());
                     }
                     self.until_request().await
                 });
@@ -303,7 +301,7 @@ impl Crew {
             // Not leading: `first` runs here, then everything is looked at again.
             if let Some(first) = first.take() {
                 drop(state);
-                drop(first(false));
+                drop(first());
                 state = self.lock();
                 continue;
             }
@@ -318,16 +316,13 @@ impl Crew {
     }
 
     /// A queued request is a worker's next: the response it just ran is ended on the way
-    /// (`first`, told another request runs first), and its end kept for the next to lead
+    /// (`first`), and its end kept for the next to lead
     /// while the lead stays vacant (rule 2), else told here.
-    fn end_then_take(
-        &self,
-        state: MutexGuard<'_, State>,
-        first: impl FnOnce(bool) -> Option<Ended>,
-    ) {
+    fn end_then_take(&self, state: MutexGuard<'_, State>, first: impl FnOnce() -> Option<Ended>) {
         let vacant = state.lead == Lead::Vacant;
         drop(state);
-        let Some(ended) = first(true) else {
+        // A quiet end (handler.rs rule 6) has nothing to tell: nothing to keep either.
+        let Some(ended) = first().filter(Ended::is_pending) else {
             return;
         };
         if vacant {
@@ -687,7 +682,8 @@ mod tests {
 
     /// A worker that ran the request of `first` takes `more` requests in turn, ending each
     /// response on its way to the next (`next_after`), then ends the last. Returns the
-    /// connections found (`first` included) and what each ending was told.
+    /// connections found (`first` included) and, for each ending, whether it ran inside the
+    /// runtime.
     fn run_in_turn(
         crew: &Crew,
         first: usize,
@@ -699,8 +695,8 @@ mod tests {
         let mut ending = Some(responder);
         for _ in 0..more {
             let (request, responder) = crew
-                .next_after(|now| {
-                    told.push(now);
+                .next_after(|| {
+                    told.push(tokio::runtime::Handle::try_current().is_ok());
                     if let Some(responder) = ending.take() {
                         responder.abort("test");
                     }
@@ -745,7 +741,7 @@ mod tests {
         assert!(crew.lock().waiting.is_empty());
         let (found, told) = run_in_turn(&crew, request.listener, responder, 2);
         assert_eq!(found, [0, 1, 2]);
-        assert_eq!(told, [true, true]);
+        assert_eq!(told, [false, false]);
         assert_eq!(*pushed.lock().unwrap(), [Pushed::ToLeader; 3]);
         end(&crew, standby);
     }
@@ -771,9 +767,9 @@ mod tests {
         // The stand-by must not lead before the end is kept: it counts this worker idle.
         crew.lock().idle += 1;
         let (second, _) = crew
-            .next_after(|now| {
-                assert!(now);
-                responder.finish_raw_ended(b"ok".to_vec(), true, now).ok()
+            .next_after(|| {
+                assert!(tokio::runtime::Handle::try_current().is_err());
+                responder.finish_raw_ended(b"ok".to_vec(), true).ok()
             })
             .unwrap();
         assert_eq!(second.listener, 1);
@@ -795,29 +791,29 @@ mod tests {
     }
 
     /// A worker that holds the GIL takes a queued request without waiting, ending its
-    /// last response on the way (told another request runs first, as `next_after` tells
-    /// it); with nothing queued it gets the ending back, not run, to wait in `next_after`.
+    /// last response on the way (outside the runtime, as `next_after` ends it then); with
+    /// nothing queued it gets the ending back, not run, to wait in `next_after`.
     #[test]
     fn rule_2_a_queued_request_is_taken_without_waiting_and_the_last_response_ended_first() {
         let (crew, _runtime, standby) = crew();
         let mut ran = Vec::new();
-        let back = crew.take_queued(|now| {
-            ran.push(now);
+        let back = crew.take_queued(|| {
+            ran.push(tokio::runtime::Handle::try_current().is_ok());
             None
         });
         assert!(back.is_err(), "nothing was queued");
         drop(back);
         assert!(ran.is_empty(), "the ending ran with no request to take");
         assert_eq!(crew.push(job(3)), Pushed::Queued);
-        let taken = crew.take_queued(|now| {
-            ran.push(now);
+        let taken = crew.take_queued(|| {
+            ran.push(tokio::runtime::Handle::try_current().is_ok());
             None
         });
         let Ok((request, _responder)) = taken else {
             panic!("the queued request was not taken");
         };
         assert_eq!(request.listener, 3);
-        assert_eq!(ran, [true]);
+        assert_eq!(ran, [false]);
         assert!(crew.lock().queue.is_empty());
         end(&crew, standby);
     }
@@ -848,8 +844,8 @@ mod tests {
 
     /// With two workers idle, a leading worker's pass lets through a request for each of
     /// them and one for itself; the rest wait their turn (rule 2). The leader runs those in
-    /// turn, ending each response inside the runtime on its way to the next (`first` told
-    /// `true`: the caller writes the answer itself), then leads again for the rest.
+    /// turn, ending each response on its way to the next (outside the runtime), then leads
+    /// again for the rest (that ending inside it).
     #[test]
     fn rule_2_a_pass_hands_over_a_request_per_idle_worker_and_the_leader_runs_them_in_turn() {
         let (crew, runtime, standby) = crew_with_burst(1);
@@ -867,7 +863,7 @@ mod tests {
         assert_eq!(crew.lock().waiting.len(), 2);
         let (found, told) = run_in_turn(&crew, request.listener, responder, 4);
         assert_eq!(found, [0, 1, 2, 3, 4]);
-        assert_eq!(told, [true, true, false, true]);
+        assert_eq!(told, [false, false, true, false]);
         crew.lock().idle -= 2;
         end(&crew, standby);
     }
@@ -1001,7 +997,7 @@ mod tests {
         // So this thread, not the stand-by, takes the vacant lead.
         count_idle(&crew, 1);
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crew.next_after(|now| panic!("in the first step ({now})"))
+            crew.next_after(|| panic!("in the first step"))
         }));
         assert!(unwound.is_err());
         assert_eq!(crew.lock().lead, Lead::Vacant);

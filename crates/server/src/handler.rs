@@ -19,18 +19,29 @@
 //!    followed by another response). Every way a response ends sends a message, a client
 //!    found gone included: a connection's reply channel is reused by its next request, so
 //!    the channel closing is never the signal.
-//! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`, `finish_raw`; any
-//!    size for `finish_raw_ended` told `now`) are written to the socket by the worker itself, without
+//! 5. Caller-framed pieces of at least `DIRECT_MIN` bytes (`write_raw`; any size for a
+//!    response's last ones, `finish_raw`) are written to the socket by the worker itself, without
 //!    waiting, when everything handed over before has been written (the budget is
 //!    drained): no copy and no hand-over for them. What the socket does not take at once
 //!    goes to the connection task as before. After a `send_file` everything goes through
 //!    the task.
+//! 6. A response that ends with everything written, keep-alive, and nothing handed over
+//!    before (a small response written whole by its worker: rule 5) may end **quietly**:
+//!    the worker records the end in the connection's `Line` (`Line::end_quietly`) instead of
+//!    sending it, and the connection's task is not woken for it. The task finds it when it
+//!    next wakes anyway: for the client's next request (or EOF), a stop, or its idle timer;
+//!    the idle timeout counts from the recorded end. The task allows it only while it
+//!    watches the socket (`Line::expect_quiet_end`), and a task that stops watching says so
+//!    first (`Line::stop_watching`): one compare-and-swap on each side decides which way
+//!    the end goes, so it is neither lost nor told twice. A request so costs its task one
+//!    wake, not two (one for the request and one for its end).
 
 use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use waitress_http::request::RequestHead;
@@ -241,6 +252,16 @@ pub enum RespondError {
     OutOfOrder,
 }
 
+/// Where a response's quiet end stands (module rule 6).
+mod quiet {
+    /// The task does not watch the socket: an end is sent.
+    pub(super) const OFF: u8 = 0;
+    /// The task watches the socket: an end may be recorded instead.
+    pub(super) const WATCHING: u8 = 1;
+    /// The response ended quietly, at `Line::ended_at`.
+    pub(super) const ENDED: u8 = 2;
+}
+
 /// What every response on one connection shares with it: the reply channel, the socket,
 /// whether the client is gone and the server's stop. One per connection, so a request's
 /// responder takes one reference to it, not one to each (a locked instruction apiece).
@@ -250,6 +271,11 @@ pub(crate) struct Line {
     wire: Arc<dyn Wire>,
     gone: Arc<ClientGone>,
     stop: StopHandle,
+    /// A `quiet` state (rule 6).
+    quiet: AtomicU8,
+    /// When the last quiet end was recorded: nanoseconds since `born`.
+    ended_at: AtomicU64,
+    born: Instant,
 }
 
 impl Line {
@@ -264,7 +290,65 @@ impl Line {
             wire,
             gone,
             stop,
+            quiet: AtomicU8::new(quiet::OFF),
+            ended_at: AtomicU64::new(0),
+            born: Instant::now(),
         }
+    }
+
+    /// Whether the task watches the socket while the request it hands over runs, so its
+    /// response may end quietly (rule 6). Called before each request is handed over.
+    pub(crate) fn expect_quiet_end(&self, watching: bool) {
+        let state = if watching {
+            quiet::WATCHING
+        } else {
+            quiet::OFF
+        };
+        self.quiet.store(state, Ordering::Release);
+    }
+
+    /// The task stops watching the socket: an end from now on is sent. Returns when the
+    /// response ended, if it ended quietly before that.
+    pub(crate) fn stop_watching(&self) -> Option<Instant> {
+        match self.quiet.compare_exchange(
+            quiet::WATCHING,
+            quiet::OFF,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Err(quiet::ENDED) => self.take_quiet_end(),
+            _ => None,
+        }
+    }
+
+    /// When the response ended, if it ended quietly (the task then takes the end: the
+    /// line is back to `OFF`).
+    pub(crate) fn quiet_end(&self) -> Option<Instant> {
+        if self.quiet.load(Ordering::Acquire) == quiet::ENDED {
+            return self.take_quiet_end();
+        }
+        None
+    }
+
+    fn take_quiet_end(&self) -> Option<Instant> {
+        self.quiet.store(quiet::OFF, Ordering::Relaxed);
+        let nanos = self.ended_at.load(Ordering::Relaxed);
+        self.born.checked_add(Duration::from_nanos(nanos))
+    }
+
+    /// The worker's side: record the end if the task is watching; false if it must be
+    /// sent.
+    fn end_quietly(&self) -> bool {
+        let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.ended_at.store(nanos, Ordering::Relaxed);
+        self.quiet
+            .compare_exchange(
+                quiet::WATCHING,
+                quiet::ENDED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
@@ -282,6 +366,8 @@ pub struct Responder {
     direct: bool,
     /// True once this responder wrote bytes to the socket itself.
     sent_direct: bool,
+    /// True once this responder handed a reply to the connection task.
+    queued: bool,
     budget: Arc<Budget>,
     spill: Spill,
     started: bool,
@@ -294,6 +380,7 @@ impl Responder {
             open: true,
             direct: true,
             sent_direct: false,
+            queued: false,
             budget,
             spill: Spill::default(),
             started: false,
@@ -326,6 +413,7 @@ impl Responder {
         if self.line.tx.send(reply).is_err() {
             return self.gone();
         }
+        self.queued = true;
         Ok(())
     }
 
@@ -568,36 +656,36 @@ impl Responder {
     /// over in this one call); the connection is reused only if `keep_alive` and the
     /// protocol allows it.
     pub fn finish_raw(self, last: Vec<u8>, keep_alive: bool) -> Result<(), RespondError> {
-        self.finish_raw_ended(last, keep_alive, false)
-            .map(Ended::tell)
+        self.finish_raw_ended(last, keep_alive).map(Ended::tell)
     }
 
     /// `finish_raw`, with the bytes written or handed over but the connection not yet told
     /// the response ended: [`Ended`] tells it, when told to or dropped. A crew worker hands
     /// it to `Crew::next_after`, which tells the connection inside the runtime (crew.rs
-    /// rule 2). `now`: `last` is written to the socket here whatever its size, for a worker
-    /// that runs another request before the connection's task next runs, so the client has
-    /// its answer now, not after that request.
+    /// rule 2). `last` is written to the socket here whatever its size (rule 5): the client
+    /// has its answer now, not when the connection's task next runs (after another request,
+    /// if this worker runs one first), and a response written whole may end quietly (rule
+    /// 6).
     pub fn finish_raw_ended(
         mut self,
         last: Vec<u8>,
         keep_alive: bool,
-        now: bool,
     ) -> Result<Ended, RespondError> {
         self.started = true;
         if !self.open {
             return Err(RespondError::Disconnected);
         }
         let mut last = last;
-        let min = if now { 0 } else { DIRECT_MIN };
-        let done = self.write_direct_from(&[&last], last.len(), min)?;
+        let done = self.write_direct_from(&[&last], last.len(), 0)?;
         last.drain(..done);
         if !std::mem::replace(&mut self.open, false) {
             return Err(RespondError::Disconnected);
         }
+        // Rule 6: everything is written and nothing waits in the channel before the end.
+        let quiet = last.is_empty() && keep_alive && !self.queued && self.line.end_quietly();
         Ok(Ended {
             responder: self,
-            reply: Some(Reply::EndRaw { last, keep_alive }),
+            reply: (!quiet).then_some(Reply::EndRaw { last, keep_alive }),
         })
     }
 
@@ -656,6 +744,12 @@ impl Ended {
     /// Tell the connection (a connection already gone is not told).
     pub fn tell(self) {
         drop(self);
+    }
+
+    /// False when there is nothing to tell: the response ended quietly (rule 6), and
+    /// dropping this anywhere costs no wake.
+    pub fn is_pending(&self) -> bool {
+        self.reply.is_some()
     }
 }
 
@@ -735,6 +829,95 @@ mod tests {
         responder.write_raw_parts(&borrowed).unwrap();
         let taken = std::mem::take(&mut *wire.taken.lock().unwrap());
         (taken, rx, responder)
+    }
+
+    /// A responder on a line whose socket takes `calls` writes of any size, the line (to
+    /// play the connection task's side), and its channel.
+    fn on_line(calls: usize) -> (Responder, Arc<Line>, mpsc::UnboundedReceiver<Reply>) {
+        let wire = Arc::new(Partial {
+            per_call: usize::MAX,
+            calls: Mutex::new(calls),
+            taken: Mutex::default(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let line = Arc::new(Line::new(
+            tx,
+            wire,
+            Arc::new(ClientGone::default()),
+            StopHandle::new(),
+        ));
+        let budget = Arc::new(Budget::new(1 << 20, 1 << 19));
+        (Responder::new(Arc::clone(&line), budget), line, rx)
+    }
+
+    /// Rule 6: a keep-alive response written whole while the task watches ends quietly:
+    /// nothing is sent, and the task takes the end once.
+    #[test]
+    fn rule_6_a_response_written_whole_ends_quietly_while_the_task_watches() {
+        let (responder, line, mut rx) = on_line(1);
+        line.expect_quiet_end(true);
+        let ended = responder.finish_raw_ended(b"hello".to_vec(), true).unwrap();
+        assert!(!ended.is_pending());
+        drop(ended);
+        assert!(rx.try_recv().is_err(), "a quiet end was sent");
+        assert!(line.quiet_end().is_some());
+        assert!(line.quiet_end().is_none(), "the end was taken twice");
+        assert!(line.stop_watching().is_none());
+    }
+
+    /// Rule 6: a task that stops watching first gets the end sent, and finds no quiet
+    /// end; one that stops watching after a quiet end gets that end instead.
+    #[test]
+    fn rule_6_the_end_is_sent_once_the_task_stopped_watching_and_never_lost() {
+        let (responder, line, mut rx) = on_line(1);
+        line.expect_quiet_end(true);
+        assert!(line.stop_watching().is_none());
+        responder
+            .finish_raw_ended(b"hello".to_vec(), true)
+            .unwrap()
+            .tell();
+        assert!(
+            matches!(rx.try_recv(), Ok(Reply::EndRaw { ref last, keep_alive: true }) if last.is_empty())
+        );
+        assert!(line.quiet_end().is_none());
+
+        let (responder, line, mut rx) = on_line(1);
+        line.expect_quiet_end(true);
+        responder
+            .finish_raw_ended(b"hello".to_vec(), true)
+            .unwrap()
+            .tell();
+        assert!(line.stop_watching().is_some());
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// Rule 6: an end is sent when the task does not watch, when the response closes the
+    /// connection, when its last bytes are not all written, or when output was handed
+    /// over before it (the end must come after that output).
+    #[test]
+    fn rule_6_only_a_watched_whole_keep_alive_response_ends_quietly() {
+        let ends = |watching: bool, calls: usize, keep_alive: bool, handed_over: bool| {
+            let (mut responder, line, mut rx) = on_line(calls);
+            line.expect_quiet_end(watching);
+            if handed_over {
+                responder.write_raw(b"head".to_vec()).unwrap();
+            }
+            let ended = responder
+                .finish_raw_ended(b"hello".to_vec(), keep_alive)
+                .unwrap();
+            let pending = ended.is_pending();
+            drop(ended);
+            let mut sent = 0;
+            while rx.try_recv().is_ok() {
+                sent += 1;
+            }
+            (pending, sent, line.quiet_end().is_some())
+        };
+        assert_eq!(ends(true, 1, true, false), (false, 0, true));
+        assert_eq!(ends(false, 1, true, false), (true, 1, false));
+        assert_eq!(ends(true, 1, false, false), (true, 1, false));
+        assert_eq!(ends(true, 0, true, false), (true, 1, false));
+        assert_eq!(ends(true, 1, true, true), (true, 2, false));
     }
 
     fn parts() -> Vec<Vec<u8>> {
