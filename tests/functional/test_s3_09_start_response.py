@@ -214,6 +214,55 @@ def test_a_header_that_changes_is_checked_again_wherever_it_is_in_the_list(bad: 
         server.stop()
 
 
+# Header tuples an application keeps as constants: the same objects on every call.
+_TWO = ("Content-Length", "2")
+_THREE = ("Content-Length", "3")
+_PLAIN = ("Content-Type", "text/plain")
+_HOP = ("Connection", "close")
+_OK = "200 OK"
+
+
+def _constant_headers(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    kind = environ["QUERY_STRING"]
+    if kind == "hop":
+        start_response(_OK, [_PLAIN, _HOP])
+        return [b"no"]
+    start_response(_OK, [_PLAIN, _TWO if kind == "two" else _THREE])
+    return [b"ab" if kind == "two" else b"abc"]
+
+
+def test_the_same_header_tuples_again_are_recalled_only_where_they_are_given() -> None:
+    """SPEC §3.9, §3.10: one worker answers responses built from constant header tuples and
+    status (the very same objects each time), alternating two Content-Lengths at the same
+    place, then a hop-by-hop tuple twice: every head carries its own length, and the
+    hop-by-hop header is refused every time, not only the first."""
+    server = Running(_constant_headers, threads=1)
+    try:
+        with server.connect() as sock:
+            for kind in ["two", "two", "three", "two", "three", "three", "hop", "hop"]:
+                sock.sendall(f"GET /?{kind} HTTP/1.1\r\n\r\n".encode())
+                data = b""
+                while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < (
+                    2 if kind == "two" else 3
+                ):
+                    chunk = sock.recv(4096)
+                    assert chunk, (kind, data)
+                    data += chunk
+                head, body = data.split(b"\r\n\r\n", 1)
+                if kind == "hop":
+                    assert head.startswith(b"HTTP/1.1 500 "), (kind, head)
+                    # A 500 for an application error closes the connection.
+                    sock.close()
+                    sock = server.connect()
+                    continue
+                length = 2 if kind == "two" else 3
+                assert f"Content-Length: {length}\r\n".encode() in head + b"\r\n", (kind, head)
+                assert body == (b"ab" if kind == "two" else b"abc"), (kind, data)
+        sock.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("offset", [-1, 0, 1])
 def test_a_head_at_the_size_a_worker_remembers_is_its_own_each_time(offset: int) -> None:
     """SPEC §3.10: a worker remembers heads of at most 4,096 bytes. Heads of 4,095, 4,096

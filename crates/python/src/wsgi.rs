@@ -548,6 +548,9 @@ struct HeadMemo {
     /// The status and each header name and value as the application gave them, in its
     /// order, each followed by a NUL (which none can hold, SPEC §3.9).
     lines: Vec<u8>,
+    /// The same strs themselves (the status first), kept alive: the very same strs again
+    /// (an application's constants) are the same lines, found without comparing bytes.
+    strs: Vec<PyBackedStr>,
     /// What else the head was built from, and what building it decided; None before the
     /// first.
     made: Option<Made>,
@@ -582,6 +585,28 @@ struct Made {
 /// hello request, ~1.2% of the server's CPU (docs/benchmarks.md, Session 12).
 fn same_text(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)
+}
+
+/// Whether `kept` (`HeadMemo::strs`) are `status` and `headers`, str by str: both alive,
+/// so the same address and length is the same text.
+fn same_strs(
+    kept: &[PyBackedStr],
+    status: Option<&PyBackedStr>,
+    headers: &[(PyBackedStr, PyBackedStr)],
+) -> bool {
+    let same = |a: &PyBackedStr, b: &PyBackedStr| a.as_ptr() == b.as_ptr() && a.len() == b.len();
+    let (Some(status), Some((first, rest))) = (status, kept.split_first()) else {
+        return false;
+    };
+    same(first, status)
+        && rest.len() == 2 * headers.len()
+        && rest
+            .chunks_exact(2)
+            .zip(headers)
+            .all(|(pair, (name, value))| match pair {
+                [kept_name, kept_value] => same(kept_name, name) && same(kept_value, value),
+                _ => false,
+            })
 }
 
 /// Whether `memo` holds `status` and `headers` (`HeadMemo::lines`).
@@ -871,7 +896,7 @@ impl Response {
         if let Some(made) = memo
             .made
             .as_ref()
-            .filter(|made| self.memo_holds(made, &memo.lines, stopping))
+            .filter(|made| self.memo_holds(made, &memo, stopping))
         {
             self.chunked |= made.chunked;
             self.close_on_finish |= made.closes;
@@ -889,6 +914,14 @@ impl Response {
         for part in std::iter::once(self.status()).chain(parts) {
             memo.lines.extend_from_slice(part.as_bytes());
             memo.lines.push(0);
+        }
+        memo.strs.clear();
+        if let Some(status) = &self.status {
+            memo.strs.push(status.clone_ref(py));
+            for (name, value) in &self.headers {
+                memo.strs.push(name.clone_ref(py));
+                memo.strs.push(value.clone_ref(py));
+            }
         }
         let mut made = Made {
             http11: self.facts.http11,
@@ -916,9 +949,8 @@ impl Response {
         Ok(head)
     }
 
-    /// Whether `made` and `lines` (a `HeadMemo`'s) are what this response's head is built
-    /// from.
-    fn memo_holds(&self, made: &Made, lines: &[u8], stopping: bool) -> bool {
+    /// Whether `made` and the lines of `memo` are what this response's head is built from.
+    fn memo_holds(&self, made: &Made, memo: &HeadMemo, stopping: bool) -> bool {
         made.http11 == self.facts.http11
             && made.wants_close == self.facts.wants_close
             && made.content_length == self.content_length
@@ -927,7 +959,8 @@ impl Response {
             && made.start_secs == self.start_secs
             && same_text(&made.connection, &self.facts.connection)
             && made.ident == self.ident
-            && same_lines(lines, self.status(), &self.headers)
+            && (same_strs(&memo.strs, self.status.as_ref(), &self.headers)
+                || same_lines(&memo.lines, self.status(), &self.headers))
     }
 
     /// Room for a small body after the head: it is appended to the held head
@@ -1289,6 +1322,10 @@ struct Recalled {
     text: Vec<u8>,
     /// The Content-Length it declared, if it is one.
     length: Option<i64>,
+    /// The exact tuple the header came in and its two strs, kept alive: the same tuple
+    /// again (an application's constant, as most headers are) is this header, taken
+    /// without reading the tuple or its strs again. None when the header came otherwise.
+    given: Option<(Py<PyAny>, PyBackedStr, PyBackedStr)>,
 }
 
 impl Recalled {
@@ -1306,6 +1343,20 @@ impl Recalled {
         self.text.extend_from_slice(value.as_bytes());
         self.length = length;
     }
+
+    /// Nothing recalled.
+    fn forget(&mut self) {
+        self.text.clear();
+        self.given = None;
+    }
+
+    /// The header's name and value when `header` is the tuple kept in `given`: alive, so
+    /// the same address is the same (immutable) tuple of the same strs.
+    fn same_tuple(&self, header: &Bound<'_, PyAny>) -> Option<(PyBackedStr, PyBackedStr)> {
+        let (tuple, name, value) = self.given.as_ref()?;
+        (tuple.as_ptr() == header.as_ptr())
+            .then(|| (name.clone_ref(header.py()), value.clone_ref(header.py())))
+    }
 }
 
 /// One `(name, value)` of `start_response`'s headers, checked (SPEC §3.9): both str, no
@@ -1319,6 +1370,14 @@ fn checked_header<'py>(
     content_length: &mut Option<i64>,
     recalled: Option<&mut Recalled>,
 ) -> PyResult<(PyBackedStr, PyBackedStr)> {
+    if let Some(recalled) = recalled.as_deref() {
+        if let Some(pair) = recalled.same_tuple(header) {
+            if let Some(length) = recalled.length {
+                *content_length = Some(length);
+            }
+            return Ok(pair);
+        }
+    }
     let (name, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = header.extract()?;
     let exact = name.is_exact_instance_of::<PyString>() && value.is_exact_instance_of::<PyString>();
     let Ok(name_text) = name.cast::<PyString>() else {
@@ -1355,8 +1414,16 @@ fn checked_header<'py>(
         // A name returned as given was in waitress's form.
         if exact && form.as_ptr() == given {
             recalled.keep(&form, &value_text, length);
+            let py = header.py();
+            recalled.given = header.is_exact_instance_of::<PyTuple>().then(|| {
+                (
+                    header.clone().unbind(),
+                    form.clone_ref(py),
+                    value_text.clone_ref(py),
+                )
+            });
         } else {
-            recalled.text.clear();
+            recalled.forget();
         }
     }
     Ok((form, value_text))
