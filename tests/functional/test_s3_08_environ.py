@@ -186,6 +186,24 @@ def test_header_names_map_to_cgi_keys_whatever_their_case(running: Running, meth
     assert env["HTTP_CONNECTION"] == "close"
 
 
+@pytest.mark.parametrize("count", [15, 16, 17, 40])
+def test_every_header_field_reaches_the_environ_however_many_there_are(
+    running: Running, count: int
+) -> None:
+    """SPEC §3.8: with 15, 16, 17 and 40 distinct fields, each repeated once after all the
+    others, every field arrives, its two values joined in order."""
+    names = [f"X-Field-{n}" for n in range(count - 1)]  # and Connection: close
+    lines = [f"{name}: first-{n}" for n, name in enumerate(names)]
+    lines += [f"{name}: second-{n}" for n, name in enumerate(names)]
+    raw = ("GET /env HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\nConnection: close\r\n\r\n").encode()
+    env = json.loads(body_of(running.exchange(raw)))
+    for n, name in enumerate(names):
+        key = "HTTP_" + name.upper().replace("-", "_")
+        assert env[key] == f"first-{n}, second-{n}", key
+    assert env["HTTP_CONNECTION"] == "close"
+    assert sum(key.startswith("HTTP_X_FIELD_") for key in env) == count - 1
+
+
 def test_non_ascii_bytes_are_latin_1_in_the_environ(running: Running) -> None:
     """SPEC §3.8: header values and the target are latin-1 text, each byte one code point
     (0x80 to 0xFF included); the path is percent-decoded first."""
