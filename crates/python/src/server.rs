@@ -241,6 +241,8 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
         let mut ended = None;
         // This worker's `Call` object, reused while no application keeps one (`serve`).
         let mut spare: wsgi::Spare = None;
+        // This worker's output buffer, from one response to the next (`end`, `serve`).
+        let mut out = Vec::new();
         loop {
             // The response just run is ended as this worker turns to the next: its last
             // piece is written to the socket there (handler.rs rules 5 and 6); the crew tells
@@ -248,7 +250,7 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
             // the next to lead (crew.rs rule 2), unless it ended quietly. Waiting for a
             // request, or for the lead, is done without the GIL.
             let ending = ended.take();
-            let finish = || end(ending);
+            let finish = || end(ending, &mut out);
             // A request already queued (a burst's next) is taken with the GIL kept: the end
             // made on the way never blocks (a write the socket takes at once, or hands
             // over), and a release and an acquire of the GIL cost ~400 instructions and six
@@ -267,12 +269,11 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
                 counters.busy_by(py, -1);
                 continue;
             };
-            ended = wsgi::serve(py, site, helpers, request, responder, &mut spare).unwrap_or_else(
-                |err| {
+            ended = wsgi::serve(py, site, helpers, request, responder, &mut spare, &mut out)
+                .unwrap_or_else(|err| {
                     err.write_unraisable(py, None);
                     None
-                },
-            );
+                });
             // Idle before the response completes: the client's next request must not find
             // this worker counted busy (a false "Task queue depth" warning).
             counters.busy_by(py, -1);
@@ -282,11 +283,20 @@ fn worker(sites: &[Site], helpers: &Arc<Helpers>, crew: &Crew, counters: &Counte
 
 /// End a response `wsgi::serve` ran: its end, for the crew to tell its connection
 /// (`Crew::next_after`), unless it failed (an abort is sent here).
-fn end(ended: Option<(waitress_server::Responder, wsgi::Ending)>) -> Option<Ended> {
+fn end(
+    ended: Option<(waitress_server::Responder, wsgi::Ending)>,
+    out: &mut Vec<u8>,
+) -> Option<Ended> {
     match ended? {
         (responder, wsgi::Ending::Finish { keep_alive, last }) => {
             // An error means the client is gone: nothing is left to tell.
-            responder.finish_raw_ended(last, keep_alive).ok()
+            let mut ended = responder.finish_raw_ended(last, keep_alive).ok()?;
+            let spare = ended.take_spare();
+            // Kept for the worker's next response (`wsgi::serve`), unless it grew large.
+            if spare.capacity() <= KEPT_OUTPUT {
+                *out = spare;
+            }
+            Some(ended)
         }
         (responder, wsgi::Ending::Abort(detail)) => {
             responder.abort(&detail);
@@ -303,6 +313,9 @@ impl Drop for CloseOnDrop {
         drop(self.0.close());
     }
 }
+
+/// The largest output buffer a worker keeps from one response for the next (`end`).
+const KEPT_OUTPUT: usize = 64 * 1024;
 
 /// How often the serving thread wakes to emit log records and run signal handlers.
 const WAKE_EVERY: Duration = Duration::from_millis(20);

@@ -901,7 +901,7 @@ impl Response {
             self.chunked |= made.chunked;
             self.close_on_finish |= made.closes;
             self.content_length = made.length_after;
-            let mut head = Vec::with_capacity(memo.head.len() + body);
+            let mut head = self.out_buffer(memo.head.len() + body);
             head.extend_from_slice(&memo.head);
             self.memo = Some(memo);
             return Ok(head);
@@ -963,6 +963,15 @@ impl Response {
                 || same_lines(&memo.lines, self.status(), &self.headers))
     }
 
+    /// An empty buffer for the head with room for `len` bytes: the one `held` has (the
+    /// worker's, from its last response: `serve`), else a new one.
+    fn out_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.held);
+        out.clear();
+        out.reserve(len);
+        out
+    }
+
     /// Room for a small body after the head: it is appended to the held head
     /// (`send_parts`).
     fn small_body(&self) -> usize {
@@ -976,6 +985,8 @@ impl Response {
     /// kept): the application's, sorted in place (nothing reads the list after), merged
     /// with the server's few, which are built in name order.
     fn compose_head(&mut self, py: Python<'_>, stopping: bool, body: usize) -> PyResult<Vec<u8>> {
+        // The head is built in the buffer `held` has (`out_buffer`).
+        let base = std::mem::take(&mut self.held);
         let bodiless = !self.has_body();
         self.headers.sort_by(|a, b| a.0.cmp(&b.0));
         let mut has_length = false;
@@ -1031,7 +1042,9 @@ impl Response {
             .sum::<usize>();
         let version: &[u8] = if self.facts.http11 { b"1.1" } else { b"1.0" };
         let status = self.status();
-        let mut head = Vec::with_capacity(16 + status.len() + size + body);
+        let mut head = base;
+        head.clear();
+        head.reserve(16 + status.len() + size + body);
         head.extend_from_slice(b"HTTP/");
         head.extend_from_slice(version);
         head.push(b' ');
@@ -2152,6 +2165,7 @@ pub(crate) fn serve(
     request: Request,
     responder: Responder,
     spare: &mut Spare,
+    out: &mut Vec<u8>,
 ) -> PyResult<Option<(Responder, Ending)>> {
     let Request {
         head,
@@ -2169,12 +2183,16 @@ pub(crate) fn serve(
         .filter(|(kept, _)| Arc::ptr_eq(&kept.get().helpers, helpers));
     let (call, start_response) = if let Some((kept, method)) = kept {
         let kept = kept.into_bound(py);
-        kept.get()
-            .state_mut(py)?
-            .renew(Some(responder), head, site, closing);
+        let mut this = kept.get().state_mut(py)?;
+        this.renew(Some(responder), head, site, closing);
+        // The worker's output buffer from its last response (`server::end`): the head is
+        // built in it, so a response costs no allocation for it.
+        this.held = std::mem::take(out);
+        drop(this);
         (kept, method.into_bound(py))
     } else {
-        let fresh = Response::new(Some(responder), head, site, helpers, closing);
+        let mut fresh = Response::new(Some(responder), head, site, helpers, closing);
+        fresh.held = std::mem::take(out);
         let call = Bound::new(py, Call::new(fresh))?;
         let method = call.getattr(intern!(py, "start_response"))?;
         (call, method)

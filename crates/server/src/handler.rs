@@ -683,9 +683,24 @@ impl Responder {
         }
         // Rule 6: everything is written and nothing waits in the channel before the end.
         let quiet = last.is_empty() && keep_alive && !self.queued && self.line.end_quietly();
+        let (reply, spare) = if quiet {
+            (None, last)
+        } else if last.is_empty() {
+            // Written, but the end is sent: it carries no bytes, and no buffer.
+            (
+                Some(Reply::EndRaw {
+                    last: Vec::new(),
+                    keep_alive,
+                }),
+                last,
+            )
+        } else {
+            (Some(Reply::EndRaw { last, keep_alive }), Vec::new())
+        };
         Ok(Ended {
             responder: self,
-            reply: (!quiet).then_some(Reply::EndRaw { last, keep_alive }),
+            reply,
+            spare,
         })
     }
 
@@ -738,6 +753,8 @@ pub struct Ended {
     /// The responder that ended (closed: its own drop sends nothing), kept for its line.
     responder: Responder,
     reply: Option<Reply>,
+    /// The caller's last bytes' buffer, emptied, when the socket took them all.
+    spare: Vec<u8>,
 }
 
 impl Ended {
@@ -750,6 +767,13 @@ impl Ended {
     /// dropping this anywhere costs no wake.
     pub fn is_pending(&self) -> bool {
         self.reply.is_some()
+    }
+
+    /// The buffer of the last bytes given to `finish_raw_ended`, empty with its capacity,
+    /// when they were all written there (else a new empty one): for the caller's next
+    /// response, which so needs no allocation for its bytes.
+    pub fn take_spare(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare)
     }
 }
 
@@ -889,6 +913,27 @@ mod tests {
             .tell();
         assert!(line.stop_watching().is_some());
         assert!(rx.try_recv().is_err());
+    }
+
+    /// An end whose last bytes the socket took whole gives their buffer back, emptied, for
+    /// the caller's next response; one whose bytes go to the task gives none.
+    #[test]
+    fn a_response_written_whole_gives_its_buffer_back() {
+        let (responder, line, _rx) = on_line(1);
+        line.expect_quiet_end(true);
+        let mut last = Vec::with_capacity(300);
+        last.extend_from_slice(b"hello");
+        let mut ended = responder.finish_raw_ended(last, true).unwrap();
+        let spare = ended.take_spare();
+        assert!(spare.is_empty() && spare.capacity() >= 300);
+
+        let (responder, _line, mut rx) = on_line(0);
+        let mut last = Vec::with_capacity(300);
+        last.extend_from_slice(b"hello");
+        let mut ended = responder.finish_raw_ended(last, true).unwrap();
+        assert_eq!(ended.take_spare().capacity(), 0);
+        ended.tell();
+        assert!(matches!(rx.try_recv(), Ok(Reply::EndRaw { ref last, .. }) if last == b"hello"));
     }
 
     /// Rule 6: an end is sent when the task does not watch, when the response closes the
