@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use waitress_http::conn::{Conn, Event};
 use waitress_http::encode::DateCache;
@@ -53,7 +53,7 @@ const RAW_BATCH: usize = 64;
 /// go out in one vectored write: fewer, larger socket writes for a streamed response. A
 /// reply of another kind ends the run and is left in `next`.
 fn waiting_pieces(
-    rx: &mut mpsc::UnboundedReceiver<Reply>,
+    rx: &mut crate::reply::Receiver,
     first: Piece,
     next: &mut Option<Reply>,
 ) -> Vec<Piece> {
@@ -75,7 +75,7 @@ fn waiting_pieces(
 /// it in the same file, to go out in one sendfile run. A reply that does not continue it is
 /// left in `next`.
 fn waiting_spill(
-    rx: &mut mpsc::UnboundedReceiver<Reply>,
+    rx: &mut crate::reply::Receiver,
     first: &Spilled,
     next: &mut Option<Reply>,
 ) -> usize {
@@ -497,7 +497,7 @@ struct Session<'a, S> {
     out: Vec<u8>,
     date: DateCache,
     /// The reply channel, kept between requests (`respond`).
-    replies: Option<(Arc<Line>, mpsc::UnboundedReceiver<Reply>)>,
+    replies: Option<(Arc<Line>, crate::reply::Receiver)>,
     /// The last request's output budget, reused by the next request when nothing else
     /// still holds it (`hand_over`).
     budget: Option<Arc<Budget>>,
@@ -817,7 +817,7 @@ impl<S: Transport> Session<'_, S> {
     /// would have sent, and input, a stop or the idle timer wake the task to look for it.
     async fn wait_reply(
         &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        rx: &mut crate::reply::Receiver,
         line: &Line,
         watching: &mut bool,
     ) -> Option<Option<Reply>> {
@@ -919,7 +919,7 @@ impl<S: Transport> Session<'_, S> {
         // One reply channel (and line) per connection, reused by each request (a response
         // that ends leaves it empty): nothing allocated per request.
         let (line, mut rx) = self.replies.take().unwrap_or_else(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = crate::reply::channel();
             let wire = Arc::clone(&self.stream) as Arc<dyn Wire>;
             let gone = Arc::clone(&self.gone);
             let line = Line::new(tx, wire, gone, self.shared.stop.clone());
@@ -938,7 +938,7 @@ impl<S: Transport> Session<'_, S> {
     async fn respond_on(
         &mut self,
         line: &Arc<Line>,
-        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        rx: &mut crate::reply::Receiver,
         head: RequestHead,
         body: RequestBody,
     ) -> io::Result<bool> {

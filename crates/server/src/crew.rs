@@ -567,7 +567,6 @@ mod tests {
     use std::thread;
     use std::time::Instant;
 
-    use tokio::sync::mpsc;
     use waitress_http::request::HeadParser;
     use waitress_http::Limits;
 
@@ -592,12 +591,12 @@ mod tests {
     }
 
     /// `job`, and what its connection is told.
-    fn job_told(connection: usize) -> (Job, mpsc::UnboundedReceiver<Reply>) {
+    fn job_told(connection: usize) -> (Job, crate::reply::Receiver) {
         let head = HeadParser::new(Limits::default())
             .parse(b"GET / HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::reply::channel();
         let gone = Arc::new(ClientGone::default());
         let line = Line::new(tx, Arc::new(NoWire), Arc::clone(&gone), StopHandle::new());
         let responder = Responder::new(Arc::new(line), Arc::new(Budget::new(1 << 20, 1 << 19)));

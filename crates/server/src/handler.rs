@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use waitress_http::request::RequestHead;
 
 use crate::outbuf::{Budget, Placement, Spill, Spilled};
@@ -267,7 +266,7 @@ mod quiet {
 /// responder takes one reference to it, not one to each (a locked instruction apiece).
 #[derive(Debug)]
 pub(crate) struct Line {
-    tx: mpsc::UnboundedSender<Reply>,
+    tx: crate::reply::Sender,
     wire: Arc<dyn Wire>,
     gone: Arc<ClientGone>,
     stop: StopHandle,
@@ -280,7 +279,7 @@ pub(crate) struct Line {
 
 impl Line {
     pub(crate) fn new(
-        tx: mpsc::UnboundedSender<Reply>,
+        tx: crate::reply::Sender,
         wire: Arc<dyn Wire>,
         gone: Arc<ClientGone>,
         stop: StopHandle,
@@ -831,16 +830,13 @@ mod tests {
     /// `write_raw_parts` of `parts()` through a socket that takes `per_call` bytes a write,
     /// `calls` writes in all: what the socket took, the connection task's end, and the
     /// responder (kept: dropped, it would end the response on that channel).
-    fn write_parts(
-        per_call: usize,
-        calls: usize,
-    ) -> (Vec<u8>, mpsc::UnboundedReceiver<Reply>, Responder) {
+    fn write_parts(per_call: usize, calls: usize) -> (Vec<u8>, crate::reply::Receiver, Responder) {
         let wire = Arc::new(Partial {
             per_call,
             calls: Mutex::new(calls),
             taken: Mutex::default(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::reply::channel();
         let line = Line::new(
             tx,
             Arc::clone(&wire) as Arc<dyn Wire>,
@@ -857,13 +853,13 @@ mod tests {
 
     /// A responder on a line whose socket takes `calls` writes of any size, the line (to
     /// play the connection task's side), and its channel.
-    fn on_line(calls: usize) -> (Responder, Arc<Line>, mpsc::UnboundedReceiver<Reply>) {
+    fn on_line(calls: usize) -> (Responder, Arc<Line>, crate::reply::Receiver) {
         let wire = Arc::new(Partial {
             per_call: usize::MAX,
             calls: Mutex::new(calls),
             taken: Mutex::default(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::reply::channel();
         let line = Arc::new(Line::new(
             tx,
             wire,

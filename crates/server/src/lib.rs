@@ -14,6 +14,7 @@ mod connection;
 mod crew;
 pub mod handler;
 mod outbuf;
+mod reply;
 mod stop;
 mod timer;
 
