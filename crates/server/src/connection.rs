@@ -377,6 +377,7 @@ async fn run<S: Transport>(
         timer: ReadTimer::new(Instant::now() + shared.config.channel_timeout),
         stop: shared.stop.watch(),
         idle_since: None,
+        readable: false,
     };
     let mut cut_off = CutOff(Some(Arc::clone(&session.stream)));
     if let Err(err) = session.serve().await {
@@ -512,6 +513,9 @@ struct Session<'a, S> {
     /// When the last response ended, if it ended quietly (handler.rs rule 6): the idle
     /// timeout before the next request counts from there.
     idle_since: Option<Instant>,
+    /// The socket was just seen readable (a quiet end found by the client's next request):
+    /// the next read is tried before any wait (`read_until`).
+    readable: bool,
 }
 
 enum Wait {
@@ -523,8 +527,10 @@ enum Wait {
 /// What woke a task that watches for a quiet end (`wait_reply`).
 #[derive(Clone, Copy)]
 enum Quiet {
-    /// Socket input (or EOF) or a graceful stop.
-    Woken,
+    /// Socket input (or EOF).
+    Input,
+    /// A graceful stop.
+    Stop,
     /// The idle timer.
     Timer,
 }
@@ -558,6 +564,10 @@ impl<S: Transport> Session<'_, S> {
         // than this wait's fires early and is then moved on (deadlines move forward).
         if self.timer.deadline() > deadline {
             self.timer.reset(deadline);
+        }
+        // Seen readable just now (`wait_reply`): read first, and wait only if nothing came.
+        if std::mem::take(&mut self.readable) && self.read_ready(size)?.is_some() {
+            return Ok(Wait::Read);
         }
         loop {
             let stream = &self.stream;
@@ -835,10 +845,15 @@ impl<S: Transport> Session<'_, S> {
             biased;
             // Handler.rs rule 6: what wakes the task while the response may end quietly.
             // An error shows again at the next read.
-            _ = self.stream.wait_readable(), if quiet => Quiet::Woken,
+            _ = self.stream.wait_readable(), if quiet => Quiet::Input,
             reply = rx.recv() => return Some(reply),
-            () = self.stop.stopped(Stage::Now) => return Some(None),
-            () = self.stop.stopped(Stage::Graceful), if quiet => Quiet::Woken,
+            // One wait for both stops: a graceful one matters only while watching.
+            () = self.stop.stopped(if quiet { Stage::Graceful } else { Stage::Now }) => {
+                if self.shared.stop.reached(Stage::Now) {
+                    return Some(None);
+                }
+                Quiet::Stop
+            }
             () = self.timer.wait(), if quiet => Quiet::Timer,
             ready = self.stream.wait_readable(), if watch => {
                 let read = match ready {
@@ -863,14 +878,15 @@ impl<S: Transport> Session<'_, S> {
         // ended, the timer waits another idle timeout. Either way, an end already recorded
         // is taken, and the idle wait goes on from it.
         let ended_at = match woken {
-            Quiet::Woken => line.stop_watching(),
+            Quiet::Input | Quiet::Stop => line.stop_watching(),
             Quiet::Timer => line.quiet_end(),
         };
         if let Some(ended_at) = ended_at {
+            self.readable = matches!(woken, Quiet::Input);
             return Some(Some(self.ended_quietly(ended_at)));
         }
         match woken {
-            Quiet::Woken => *watching = false,
+            Quiet::Input | Quiet::Stop => *watching = false,
             Quiet::Timer => self
                 .timer
                 .reset(Instant::now() + self.shared.config.channel_timeout),

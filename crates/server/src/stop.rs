@@ -80,7 +80,7 @@ impl StopHandle {
         self.reached(Stage::Graceful)
     }
 
-    fn reached(&self, stage: Stage) -> bool {
+    pub(crate) fn reached(&self, stage: Stage) -> bool {
         self.state.level.load(Ordering::Acquire) >= stage as usize
     }
 
