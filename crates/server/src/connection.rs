@@ -846,14 +846,15 @@ impl<S: Transport> Session<'_, S> {
             // Handler.rs rule 6: what wakes the task while the response may end quietly.
             // An error shows again at the next read.
             _ = self.stream.wait_readable(), if quiet => Quiet::Input,
-            reply = rx.recv() => return Some(reply),
-            // One wait for both stops: a graceful one matters only while watching.
+            // One wait for both stops: a graceful one matters only while watching. Before
+            // the replies, so a response that never pauses does not hold off a stop.
             () = self.stop.stopped(if quiet { Stage::Graceful } else { Stage::Now }) => {
                 if self.shared.stop.reached(Stage::Now) {
                     return Some(None);
                 }
                 Quiet::Stop
             }
+            reply = rx.recv() => return Some(reply),
             () = self.timer.wait(), if quiet => Quiet::Timer,
             ready = self.stream.wait_readable(), if watch => {
                 let read = match ready {
