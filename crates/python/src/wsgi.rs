@@ -985,8 +985,7 @@ impl Response {
     /// kept): the application's, sorted in place (nothing reads the list after), merged
     /// with the server's few, which are built in name order.
     fn compose_head(&mut self, py: Python<'_>, stopping: bool, body: usize) -> PyResult<Vec<u8>> {
-        // The head is built in the buffer `held` has (`out_buffer`).
-        let base = std::mem::take(&mut self.held);
+        let mut head = self.out_buffer(0);
         let bodiless = !self.has_body();
         self.headers.sort_by(|a, b| a.0.cmp(&b.0));
         let mut has_length = false;
@@ -1042,8 +1041,6 @@ impl Response {
             .sum::<usize>();
         let version: &[u8] = if self.facts.http11 { b"1.1" } else { b"1.0" };
         let status = self.status();
-        let mut head = base;
-        head.clear();
         head.reserve(16 + status.len() + size + body);
         head.extend_from_slice(b"HTTP/");
         head.extend_from_slice(version);

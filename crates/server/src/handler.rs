@@ -682,20 +682,13 @@ impl Responder {
         }
         // Rule 6: everything is written and nothing waits in the channel before the end.
         let quiet = last.is_empty() && keep_alive && !self.queued && self.line.end_quietly();
-        let (reply, spare) = if quiet {
-            (None, last)
-        } else if last.is_empty() {
-            // Written, but the end is sent: it carries no bytes, and no buffer.
-            (
-                Some(Reply::EndRaw {
-                    last: Vec::new(),
-                    keep_alive,
-                }),
-                last,
-            )
+        // All written: the buffer goes back to the caller (an end sent carries none).
+        let spare = if last.is_empty() {
+            std::mem::take(&mut last)
         } else {
-            (Some(Reply::EndRaw { last, keep_alive }), Vec::new())
+            Vec::new()
         };
+        let reply = (!quiet).then_some(Reply::EndRaw { last, keep_alive });
         Ok(Ended {
             responder: self,
             reply,
