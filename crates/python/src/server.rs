@@ -291,11 +291,8 @@ fn end(
         (responder, wsgi::Ending::Finish { keep_alive, last }) => {
             // An error means the client is gone: nothing is left to tell.
             let mut ended = responder.finish_raw_ended(last, keep_alive).ok()?;
-            let spare = ended.take_spare();
-            // Kept for the worker's next response (`wsgi::serve`), unless it grew large.
-            if spare.capacity() <= KEPT_OUTPUT {
-                *out = spare;
-            }
+            // Kept for the worker's next response (`wsgi::serve`).
+            *out = ended.take_spare();
             Some(ended)
         }
         (responder, wsgi::Ending::Abort(detail)) => {
@@ -313,9 +310,6 @@ impl Drop for CloseOnDrop {
         drop(self.0.close());
     }
 }
-
-/// The largest output buffer a worker keeps from one response for the next (`end`).
-const KEPT_OUTPUT: usize = 64 * 1024;
 
 /// How often the serving thread wakes to emit log records and run signal handlers.
 const WAKE_EVERY: Duration = Duration::from_millis(20);

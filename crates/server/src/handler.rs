@@ -193,6 +193,9 @@ pub(crate) enum Reply {
     },
 }
 
+/// The largest buffer `Ended::take_spare` gives back for a caller's next response.
+const SPARE_OUTPUT: usize = 64 * 1024;
+
 /// Smallest piece a worker writes to the socket itself (rule 5). Smaller ones (a typical
 /// whole response) go to the connection task, which writes them with the end of the
 /// response in one go (measured with the thread pool this crate had before crew.rs: direct
@@ -682,8 +685,9 @@ impl Responder {
         }
         // Rule 6: everything is written and nothing waits in the channel before the end.
         let quiet = last.is_empty() && keep_alive && !self.queued && self.line.end_quietly();
-        // All written: the buffer goes back to the caller (an end sent carries none).
-        let spare = if last.is_empty() {
+        // All written: the buffer goes back to the caller (an end sent carries none), unless
+        // it grew past `SPARE_OUTPUT`.
+        let spare = if last.is_empty() && last.capacity() <= SPARE_OUTPUT {
             std::mem::take(&mut last)
         } else {
             Vec::new()
@@ -762,8 +766,9 @@ impl Ended {
     }
 
     /// The buffer of the last bytes given to `finish_raw_ended`, empty with its capacity,
-    /// when they were all written there (else a new empty one): for the caller's next
-    /// response, which so needs no allocation for its bytes.
+    /// when they were all written there and it holds at most `SPARE_OUTPUT` bytes (else a
+    /// new empty one): for the caller's next response, which so needs no allocation for
+    /// its bytes.
     pub fn take_spare(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.spare)
     }
@@ -923,6 +928,28 @@ mod tests {
         assert_eq!(ended.take_spare().capacity(), 0);
         ended.tell();
         assert!(matches!(rx.try_recv(), Ok(Reply::EndRaw { ref last, .. }) if last == b"hello"));
+    }
+
+    /// A buffer of up to `SPARE_OUTPUT` bytes is given back (N-1 and N), a larger one is
+    /// not (N+1).
+    #[test]
+    fn a_buffer_is_given_back_up_to_spare_output() {
+        for (capacity, given) in [
+            (SPARE_OUTPUT - 1, true),
+            (SPARE_OUTPUT, true),
+            (SPARE_OUTPUT + 1, false),
+        ] {
+            let (responder, line, _rx) = on_line(1);
+            line.expect_quiet_end(true);
+            let mut last = Vec::with_capacity(capacity);
+            last.extend_from_slice(b"hello");
+            let mut ended = responder.finish_raw_ended(last, true).unwrap();
+            assert_eq!(
+                ended.take_spare().capacity() >= capacity,
+                given,
+                "{capacity}"
+            );
+        }
     }
 
     /// Rule 6: an end is sent when the task does not watch, when the response closes the
